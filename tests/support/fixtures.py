@@ -1,0 +1,1 @@
+"""Fixtures shared across the suite (the local archive, servers, images)."""
