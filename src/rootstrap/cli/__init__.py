@@ -75,9 +75,9 @@ def setup_logging(verbosity: int, debug: bool) -> None:
 
 
 def _register_all() -> None:
-    from rootstrap.cli import archive, bootstrap, images, machines
+    from rootstrap.cli import archive, bootstrap, cache, images, machines, resolve
 
-    for module in (archive, bootstrap, images, machines):
+    for module in (archive, resolve, bootstrap, cache, images, machines):
         module.register(app)
 
 
