@@ -1,0 +1,513 @@
+"""The bootstrap, as the ordered list of phases it is (mmdebstrap's shape, our own stages).
+
+    check      the request makes sense: name, destination, architecture, privileges
+    release    the signed Release of the suite, verified (and an alias resolved)
+    indexes    the Packages indexes, verified and parsed (cached by hash)
+    resolve    the package set and its install order
+    download   the .debs into the shared cache, verified, in parallel
+    extract    every .deb's files into the new root, once, on both cores
+    prepare    dpkg's database as `dpkg --unpack` would leave it; daemons blocked
+    essential  the essential set's preinsts, then dpkg configures it
+    install    the rest: preinsts, then dpkg configures it
+    customize  hostname, hosts, resolv.conf, fstab, apt sources, machine-id
+    cleanup    guards removed, caches and logs dropped, mtimes clamped
+    commit     the tree published atomically: the store, a directory or a tarball
+
+Each phase is ``def phase(ctx) -> None`` and may be skipped by name (``--skip``). A LIFO cleanup
+stack runs on every exit path, SIGINT and SIGTERM included: a failed bootstrap leaves at most a
+hidden ``.#NAME.xxxx`` entry that ``rootstrap clean`` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from rootstrap import recipes
+from rootstrap.errors import Interrupted, ResourceError, RootstrapError, UsageError
+
+if TYPE_CHECKING:
+    from rootstrap.archive import Archive
+    from rootstrap.archive.http import Http
+    from rootstrap.archive.packages import Package
+    from rootstrap.dpkgdb import Unpacked
+    from rootstrap.resolve import Plan
+
+log = logging.getLogger("rootstrap.bootstrap")
+
+# Directories merged into /usr (debootstrap's list; the per-arch lib dirs only where they exist).
+MERGED_DIRS = ("bin", "sbin", "lib")
+MERGED_ARCH_DIRS = {"amd64": ("lib32", "lib64", "libx32"), "i386": ("libx32",), "arm64": ()}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user asked for."""
+
+    suite: str
+    name: str | None
+    variant: str = "important"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    pockets: tuple[str, ...] = ()
+    arch: str | None = None
+    keyrings: tuple[Path, ...] = ()
+    target: Path | None = None
+    output: Path | None = None
+    extract_only: bool = False
+    hostname: str | None = None
+    recommends: bool = False
+    skip: frozenset[str] = frozenset()
+    insecure: bool = False
+    keep_failed: bool = False
+
+
+@dataclass
+class Context:
+    """The one mutable object of a run: what each phase produced for the next."""
+
+    options: Options
+    store: Path
+    cache_dir: Path
+    arch: str = ""
+    recipe: recipes.Recipe | None = None
+    mirrors: list[str] = field(default_factory=list)
+    http: Http | None = None
+    archive: Archive | None = None
+    plan: Plan | None = None
+    debs: dict[str, Path] = field(default_factory=dict)
+    unpacked: list[Unpacked] = field(default_factory=list)
+    root: Path | None = None
+    guards: list[tuple[Path, Path | None]] = field(default_factory=list)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    result: Path | None = None
+
+    def on_exit(self, fn: Callable[[], None]) -> None:
+        """Push FN on the LIFO cleanup stack."""
+        self.cleanups.append(fn)
+
+    def need_root(self) -> Path:
+        assert self.root is not None, "the extract phase creates the root"
+        return self.root
+
+
+def host_arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "armv7l": "armhf"}.get(
+        machine, machine
+    )
+
+
+# --------------------------------------------------------------------------- the phases
+
+
+def check(ctx: Context) -> None:
+    """Validate the request before touching the network or the disk."""
+    opts = ctx.options
+    if os.geteuid() != 0:
+        raise UsageError("bootstrap needs root", hint="run it as root (sudo rootstrap ...)")
+    ctx.arch = opts.arch or host_arch()
+    if ctx.arch != host_arch() and not _binfmt_registered(ctx.arch):
+        raise UsageError(
+            f"cannot run {ctx.arch} programs on this {host_arch()} host",
+            subject=ctx.arch,
+            hint="install qemu-user-static and binfmt-support, or use --extract-only",
+        )
+    ctx.recipe = recipes.load(opts.suite)
+    if opts.output is None and opts.target is None:
+        from rootstrap.store import Store
+
+        if not opts.name:
+            raise UsageError("an image name is needed", hint="rootstrap bootstrap SUITE NAME")
+        Store(ctx.store).check_new_name(opts.name)
+    elif opts.target is not None and opts.target.exists() and any(opts.target.iterdir()):
+        raise UsageError(
+            "target directory is not empty", subject=str(opts.target), hint="choose a new path"
+        )
+    ctx.mirrors = recipes.choose_mirrors(ctx.recipe, ctx.arch, list(opts.mirrors))
+
+
+def _binfmt_registered(arch: str) -> bool:
+    qemu = {"arm64": "aarch64", "armhf": "arm", "i386": "i386", "ppc64el": "ppc64le"}.get(
+        arch, arch
+    )
+    return Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu}").exists()
+
+
+def release(ctx: Context) -> None:
+    """Fetch and verify the Release; load the indexes it vouches for (cached by SHA256)."""
+    from rootstrap.archive import open_archive
+    from rootstrap.archive.http import Http
+
+    assert ctx.recipe is not None
+    ctx.http = Http()
+    ctx.on_exit(ctx.http.close)
+    opts = ctx.options
+    ctx.archive = open_archive(
+        ctx.recipe,
+        mirrors=ctx.mirrors,
+        arch=ctx.arch,
+        http=ctx.http,
+        cache_dir=ctx.cache_dir,
+        components=list(opts.components) or None,
+        pockets=opts.pockets,
+        keyrings=list(opts.keyrings) or None,
+        insecure=opts.insecure,
+    )
+    ctx.recipe = ctx.archive.recipe
+    log.info("%s %s from %s", ctx.recipe.name, ctx.archive.release.date, ctx.archive.mirror)
+
+
+def indexes(ctx: Context) -> None:
+    """The indexes were loaded with the Release (open_archive); report their size."""
+    assert ctx.archive is not None
+    log.info("%d packages in the indexes", len(ctx.archive.index))
+
+
+def resolve(ctx: Context) -> None:
+    from rootstrap.resolve import resolve as solve
+
+    assert ctx.archive is not None and ctx.recipe is not None
+    opts = ctx.options
+    ctx.plan = solve(
+        ctx.archive.index,
+        ctx.recipe,
+        variant=opts.variant,
+        include=opts.include,
+        exclude=opts.exclude,
+        recommends=opts.recommends,
+        arch=ctx.arch,
+    )
+    log.info("%d packages to install", len(ctx.plan.packages))
+
+
+def _planned(ctx: Context) -> list[Package]:
+    assert ctx.plan is not None
+    return [entry.package for entry in ctx.plan.packages]
+
+
+def download(ctx: Context) -> None:
+    from rootstrap.fetch import DebCache, fetch_all
+
+    assert ctx.http is not None and ctx.archive is not None
+    mirrors = [ctx.archive.mirror, *(m for m in ctx.mirrors if m != ctx.archive.mirror)]
+    ctx.debs = fetch_all(ctx.http, _planned(ctx), mirrors, DebCache(ctx.cache_dir))
+
+
+def _new_root(ctx: Context) -> Path:
+    """The directory the tree is built in: hidden in the store, or beside --target/--output."""
+    opts = ctx.options
+    if opts.target is not None:
+        opts.target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return opts.target
+    if opts.output is not None:
+        parent = opts.output.resolve().parent
+        return Path(_mkdtemp(parent, f".#{opts.output.name}."))
+    from rootstrap.store import Store
+
+    assert opts.name is not None
+    return Store(ctx.store).temp_path(opts.name)
+
+
+def _mkdtemp(parent: Path, prefix: str) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+def extract(ctx: Context) -> None:
+    """Create the root (merged-/usr links first, so files follow them) and extract every .deb."""
+    from rootstrap.deb import open_deb
+    from rootstrap.dpkgdb import Unpacked
+    from rootstrap.unpack import Policy, extract_many, remove_tree
+
+    assert ctx.recipe is not None and ctx.plan is not None
+    root = _new_root(ctx)
+    ctx.root = root
+    if ctx.options.target is None and not ctx.options.keep_failed:
+        ctx.on_exit(lambda: ctx.result is None and remove_tree(root))
+    root.chmod(0o755)
+    if ctx.recipe.merged_usr:
+        for name in (*MERGED_DIRS, *MERGED_ARCH_DIRS.get(ctx.arch, ())):
+            (root / "usr" / name).mkdir(parents=True, exist_ok=True)
+            os.symlink(f"usr/{name}", root / name)
+    packages = _planned(ctx)
+    paths = [ctx.debs[p.name] for p in packages]
+    # A cap for decompression bombs (HAZARDS 58): what the index promises, with room to spare.
+    budget = sum(p.installed_size for p in packages) * 2 + (64 << 20)
+    lists = extract_many(paths, root, Policy(max_bytes=budget))
+    for path in paths:
+        control = open_deb(path).control()
+        ctx.unpacked.append(Unpacked(control.fields, control.members, lists[path]))
+
+
+def prepare(ctx: Context) -> None:
+    """dpkg's database, the files dpkg expects, and the guards that keep daemons down."""
+    from rootstrap import configure
+    from rootstrap.dpkgdb import write_database
+
+    root = ctx.need_root()
+    write_database(root, ctx.arch, ctx.unpacked)
+    for sub, mode in (("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700), ("run", 0o755)):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub).chmod(mode)
+    _write_file(root, "etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
+    _write_file(root, "etc/hostname", f"{_hostname(ctx)}\n")
+    ctx.guards = configure.install_guards(root)
+    ctx.on_exit(lambda: configure.restore_guards(ctx.guards))
+
+
+def _hostname(ctx: Context) -> str:
+    assert ctx.recipe is not None
+    return ctx.options.hostname or ctx.options.name or ctx.recipe.hostname
+
+
+def _steps(ctx: Context, essential: bool) -> list[configure_Step]:
+    from rootstrap.configure import Step
+
+    assert ctx.plan is not None
+    by_name = {u.name: u for u in ctx.unpacked}
+    steps = []
+    for entry in ctx.plan.packages:
+        unpacked = by_name[entry.package.name]
+        steps.append(
+            Step(
+                name=unpacked.name,
+                info_name=unpacked.info_name,
+                essential=entry.package.name in ctx.plan.essential,
+                pre_depends=tuple(_names(unpacked.fields.get("Pre-Depends", ""))),
+            )
+        )
+    return [s for s in steps if s.essential == essential]
+
+
+if TYPE_CHECKING:
+    from rootstrap.configure import Step as configure_Step
+
+
+def _names(relation: str) -> Iterator[str]:
+    for group in relation.split(","):
+        for alternative in group.split("|"):
+            name = alternative.strip().split(" ", 1)[0].split("(", 1)[0].split(":", 1)[0]
+            if name:
+                yield name
+
+
+def essential(ctx: Context) -> None:
+    from rootstrap.configure import run_configure
+
+    steps = _steps(ctx, essential=True)
+    if steps:
+        run_configure(ctx.need_root(), steps, _hostname(ctx))
+
+
+def install(ctx: Context) -> None:
+    from rootstrap.configure import run_configure
+
+    steps = _steps(ctx, essential=False)
+    if steps:
+        run_configure(ctx.need_root(), steps, _hostname(ctx))
+
+
+def customize(ctx: Context) -> None:
+    """The files a new machine needs, written in-root (never through planted symlinks)."""
+    assert ctx.recipe is not None and ctx.archive is not None
+    root = ctx.need_root()
+    hostname = _hostname(ctx)
+    _write_file(root, "etc/hostname", f"{hostname}\n")
+    _write_file(
+        root,
+        "etc/hosts",
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n"
+        "::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\n"
+        "ff02::2\t\tip6-allrouters\n",
+    )
+    # An empty machine-id: systemd (or our runner's container_uuid) fills it on first boot.
+    _write_file(root, "etc/machine-id", "")
+    # resolv.conf: the runner provides one at run time; the image keeps none of the host's.
+    resolv = root / "etc/resolv.conf"
+    if resolv.is_symlink():
+        resolv.unlink()
+    _write_file(root, "etc/resolv.conf", "")
+    if (root / "usr/bin/apt-get").exists() or (root / "usr/bin/apt").exists():
+        _write_sources(ctx, root)
+
+
+def _write_sources(ctx: Context, root: Path) -> None:
+    assert ctx.recipe is not None and ctx.archive is not None
+    recipe = ctx.recipe
+    keyring = next((k for k in recipe.keyrings if k.exists()), None)
+    components = " ".join(ctx.options.components or recipe.components)
+    suites = " ".join((recipe.suite, *ctx.options.pockets))
+    text = f"Types: deb\nURIs: {ctx.archive.mirror}\nSuites: {suites}\nComponents: {components}\n"
+    if keyring is not None:
+        text += f"Signed-By: {keyring}\n"
+    (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+    _write_file(root, f"etc/apt/sources.list.d/{recipe.distribution}.sources", text)
+    sources_list = root / "etc/apt/sources.list"
+    if sources_list.is_symlink():
+        sources_list.unlink()
+
+
+def cleanup(ctx: Context) -> None:
+    """Restore the guards, drop caches and logs, clamp mtimes for reproducible output."""
+    from rootstrap import configure
+
+    root = ctx.need_root()
+    configure.restore_guards(ctx.guards)
+    ctx.guards = []
+    for pattern in ("var/cache/apt/*.bin", "var/cache/debconf/*-old", "var/lib/dpkg/*-old"):
+        for path in root.glob(pattern):
+            path.unlink()
+    for sub in ("var/log/dpkg.log", "var/log/alternatives.log", "var/cache/ldconfig/aux-cache"):
+        (root / sub).unlink(missing_ok=True)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        _clamp_mtimes(root, int(epoch))
+
+
+def _clamp_mtimes(root: Path, epoch: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_mtime > epoch:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+    if os.lstat(root).st_mtime > epoch:
+        os.utime(root, (epoch, epoch))
+
+
+def commit(ctx: Context) -> None:
+    """Publish the finished tree: rename into the store, or write the tarball."""
+    root = ctx.need_root()
+    opts = ctx.options
+    if opts.output is not None:
+        from rootstrap.store import write_tar
+
+        write_tar(root, opts.output)
+        ctx.result = opts.output
+        from rootstrap.unpack import remove_tree
+
+        remove_tree(root)
+    elif opts.target is not None:
+        ctx.result = opts.target
+    else:
+        from rootstrap.store import Store
+
+        assert opts.name is not None and ctx.recipe is not None
+        origin = {"recipe": ctx.recipe.name, "variant": opts.variant}
+        if ctx.archive is not None:
+            origin["mirror"] = ctx.archive.mirror
+        ctx.result = Store(ctx.store).publish(root, opts.name, origin=origin)
+
+
+def _write_file(root: Path, relpath: str, text: str, mode: int = 0o644) -> None:
+    from rootstrap.configure import _in_root, _replace_file
+
+    _replace_file(_in_root(root, relpath), text.encode(), mode)
+
+
+# --------------------------------------------------------------------------- the story
+
+Phase = Callable[[Context], None]
+
+PHASES: tuple[tuple[str, Phase], ...] = (
+    ("check", check),
+    ("release", release),
+    ("indexes", indexes),
+    ("resolve", resolve),
+    ("download", download),
+    ("extract", extract),
+    ("prepare", prepare),
+    ("essential", essential),
+    ("install", install),
+    ("customize", customize),
+    ("cleanup", cleanup),
+    ("commit", commit),
+)
+PHASE_NAMES = tuple(name for name, _ in PHASES)
+# --extract-only stops after the first stage (and still commits the tree).
+FIRST_STAGE = frozenset({"check", "release", "indexes", "resolve", "download", "extract", "commit"})
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into an exception so the cleanup stack runs (HAZARDS 66)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run(
+    options: Options,
+    *,
+    store: Path,
+    cache_dir: Path,
+    report: Callable[[str, float], None] | None = None,
+) -> Context:
+    """Run every phase not skipped, in order; return the context (``ctx.result`` is the image)."""
+    unknown = sorted(options.skip - set(PHASE_NAMES))
+    if unknown:
+        raise UsageError(f"no phase named {unknown[0]!r}", hint=f"phases: {', '.join(PHASE_NAMES)}")
+    ctx = Context(options=options, store=store, cache_dir=cache_dir)
+    with _signals_raise():
+        try:
+            for name, phase in selected_phases(options):
+                started = time.monotonic()
+                try:
+                    phase(ctx)
+                except OSError as exc:
+                    raise _os_error(exc, name) from exc
+                ctx.timings[name] = time.monotonic() - started
+                if report is not None:
+                    report(name, ctx.timings[name])
+        finally:
+            errors = []
+            for fn in reversed(ctx.cleanups):
+                try:
+                    fn()
+                except (OSError, RootstrapError) as exc:  # keep unwinding; report the first
+                    errors.append(exc)
+            if errors:
+                log.warning("cleanup: %s", errors[0])
+    return ctx
+
+
+def selected_phases(options: Options) -> Sequence[tuple[str, Phase]]:
+    chosen = [(n, p) for n, p in PHASES if n not in options.skip]
+    if options.extract_only:
+        chosen = [(n, p) for n, p in chosen if n in FIRST_STAGE]
+    return chosen
+
+
+def _os_error(exc: OSError, phase: str) -> RootstrapError:
+    """Map a filesystem error to a clean one; disk-full gets its own words (HAZARDS 107-110)."""
+    import errno
+
+    where = exc.filename or phase
+    if exc.errno == errno.ENOSPC:
+        return ResourceError(
+            "disk full (or no free inodes)", subject=str(where), hint="free some space"
+        )
+    if exc.errno == errno.EDQUOT:
+        return ResourceError("quota exceeded", subject=str(where))
+    return RootstrapError(f"{phase}: {exc.strerror}", subject=str(where))

@@ -1,0 +1,186 @@
+"""The second stage: maintainer scripts and dpkg --configure, run inside the new root.
+
+Everything is already extracted and dpkg's database says ``unpacked`` (dpkgdb.py). What remains
+is what dpkg would have run: each package's ``preinst install`` (normally before its unpack; the
+files being there early is harmless for the scripts in a fresh root, as debootstrap's own first
+stage shows), then ``postinst configure`` in dependency order, which dpkg itself works out.
+
+Order (research/anchors.md §6): the essential set first (its preinsts, then one
+``dpkg --configure`` of it with ``--force-configure-any`` so the libraries it needs come along),
+then the rest in the plan's order, configuring the pending set before any package whose
+Pre-Depends are not configured yet. All of it is one shell script run by one runner invocation:
+a handful of dpkg calls instead of debootstrap's dozens.
+
+While it runs, ``policy-rc.d`` answers 101 and ``start-stop-daemon`` is a stub, so no script
+starts a daemon (HAZARDS 65); both are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rootstrap.errors import ConfigureError
+
+ENV = {
+    "DEBIAN_FRONTEND": "noninteractive",
+    "DEBCONF_NONINTERACTIVE_SEEN": "true",
+    "DEBCONF_NOWARNINGS": "yes",
+    "LC_ALL": "C.UTF-8",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+}
+
+POLICY_RC_D = b"#!/bin/sh\n# rootstrap: no daemon starts while the image is built\nexit 101\n"
+SSD_STUB = b"#!/bin/sh\necho 'Warning: Fake start-stop-daemon called, doing nothing' >&2\nexit 0\n"
+
+# dpkg's words for a failed script (src/main/script.c / errors.c), to name package and script.
+_DPKG_FAILED = re.compile(r"dpkg: error processing package (\S+) \((--\w+)\)")
+_SCRIPT_FAILED = re.compile(r"(?:installed|new) \S+ package (\S+-\S+) script subprocess")
+_OUR_FAILED = re.compile(r"^rootstrap-failed: (\S+) (\S+) (\d+)$", re.M)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One package as configure sees it: its info name, essential or not, and pre-depends."""
+
+    name: str
+    info_name: str
+    essential: bool
+    pre_depends: tuple[str, ...] = ()
+
+
+def script(steps: Sequence[Step]) -> str:
+    """The shell script that brings every unpacked package to ``installed``."""
+    lines = [
+        "set -u",
+        "preinst() {",
+        '  f="/var/lib/dpkg/info/$1.preinst"',
+        '  [ -e "$f" ] || return 0',
+        '  "$f" install || { rc=$?; echo "rootstrap-failed: $1 preinst $rc" >&2; exit 1; }',
+        "}",
+        "configure() {",
+        '  dpkg --force-unsafe-io --force-confold "$@" || exit 1',
+        "}",
+    ]
+    essential = [s for s in steps if s.essential]
+    lines += [f"preinst {shlex.quote(s.info_name)}" for s in essential]
+    if essential:
+        names = " ".join(shlex.quote(s.name) for s in essential)
+        lines.append(f"configure --force-configure-any --force-depends --configure {names}")
+    configured = {s.name for s in essential}
+    pending: set[str] = set()
+    for step in (s for s in steps if not s.essential):
+        if pending and any(d in pending for d in step.pre_depends):
+            lines.append("configure --configure --pending")
+            configured |= pending
+            pending.clear()
+        lines.append(f"preinst {shlex.quote(step.info_name)}")
+        pending.add(step.name)
+    lines.append("configure --configure --pending")
+    # Triggers activated during configuration are processed by --configure; anything left
+    # (an interest whose package was configured first) goes now.
+    lines.append("configure --triggers-only --pending")
+    return "\n".join(lines) + "\n"
+
+
+def _in_root(root: Path, path: str) -> Path:
+    """ROOT/PATH after checking no component is a symlink (HAZARDS 63: planted links)."""
+    current = root
+    for part in Path(path.lstrip("/")).parts[:-1]:
+        current = current / part
+        if current.is_symlink() and str(current.relative_to(root)) not in ("bin", "sbin", "lib"):
+            raise ConfigureError("refusing to write through a symlink", subject=str(current))
+    return root / path.lstrip("/")
+
+
+def _replace_file(target: Path, data: bytes, mode: int) -> None:
+    """Write TARGET anew: a symlink planted there is replaced, never followed."""
+    tmp = target.with_name(f".{target.name}.rootstrap-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+
+
+def install_guards(root: Path) -> list[tuple[Path, Path | None]]:
+    """Put policy-rc.d and a start-stop-daemon stub in place; return what restore() undoes."""
+    undo: list[tuple[Path, Path | None]] = []
+    policy = _in_root(root, "/usr/sbin/policy-rc.d")
+    if policy.exists() or policy.is_symlink():
+        saved = policy.with_name("policy-rc.d.rootstrap-saved")
+        os.replace(policy, saved)
+        undo.append((policy, saved))
+    else:
+        undo.append((policy, None))
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    _replace_file(policy, POLICY_RC_D, 0o755)
+    ssd = _in_root(root, "/usr/sbin/start-stop-daemon")
+    if ssd.exists() and not ssd.is_symlink():
+        real = ssd.with_name("start-stop-daemon.REAL")
+        os.replace(ssd, real)
+        _replace_file(ssd, SSD_STUB, 0o755)
+        undo.append((ssd, real))
+    return undo
+
+
+def restore_guards(undo: list[tuple[Path, Path | None]]) -> None:
+    for target, saved in reversed(undo):
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if saved is not None:
+            os.replace(saved, target)
+
+
+def failure(output: str, code: int) -> ConfigureError:
+    """The clean error for a failed configure run, naming package and script (HAZARDS 64)."""
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    ours = _OUR_FAILED.search(output)
+    if ours:
+        package, which = ours.group(1), ours.group(2)
+    else:
+        dpkg = _DPKG_FAILED.search(output)
+        package = dpkg.group(1) if dpkg else "dpkg"
+        found = _SCRIPT_FAILED.search(output)
+        which = found.group(1) if found else "configure"
+    return ConfigureError(
+        f"{which} failed (exit {code}); its output ends:\n{tail}",
+        subject=package,
+        hint="run with --debug to keep the unfinished tree for inspection",
+    )
+
+
+def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
+    """Run the configure script in ROOT through the runner; return its output."""
+    from rootstrap.runner import RunSpec, run
+
+    text = script(steps)
+    script_path = _in_root(root, "/var/lib/dpkg/rootstrap-configure")
+    _replace_file(script_path, text.encode(), 0o700)
+    with tempfile.TemporaryFile() as log:
+        try:
+            code = run(
+                RunSpec(
+                    root=root,
+                    argv=("/bin/sh", "/var/lib/dpkg/rootstrap-configure"),
+                    env=ENV,
+                    hostname=hostname,
+                    stdin=os.open(os.devnull, os.O_RDONLY),
+                    stdout=log.fileno(),
+                    stderr=log.fileno(),
+                    lock=False,
+                )
+            )
+        finally:
+            script_path.unlink(missing_ok=True)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    if code != 0:
+        raise failure(output, code)
+    return output
