@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
+import re
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -58,3 +60,164 @@ def fsync_dir(path: Path) -> None:
 
 def is_enospc(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# --- Inode flags, btrfs subvolumes, statx birth time, in-root open, mounts (store additions) ---
+#
+# Python has no wrappers for these; the numbers come from <linux/fs.h>, <linux/btrfs.h>,
+# <linux/stat.h> and <linux/openat2.h> (stable kernel ABI, same on x86_64 and arm64).
+
+
+def _ioc(direction: int, kind: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (kind << 8) | nr
+
+
+_IOC_WRITE, _IOC_READ = 1, 2
+FS_IOC_GETFLAGS = _ioc(_IOC_READ, ord("f"), 1, 8)
+FS_IOC_SETFLAGS = _ioc(_IOC_WRITE, ord("f"), 2, 8)
+FS_IMMUTABLE_FL = 0x10
+
+BTRFS_SUPER_MAGIC = 0x9123683E
+BTRFS_FIRST_FREE_OBJECTID = 256  # the inode number of every subvolume's root directory
+_BTRFS = 0x94
+_VOL_ARGS = 4096  # sizeof(struct btrfs_ioctl_vol_args) == sizeof(..._v2)
+BTRFS_IOC_SUBVOL_CREATE = _ioc(_IOC_WRITE, _BTRFS, 14, _VOL_ARGS)
+BTRFS_IOC_SNAP_DESTROY = _ioc(_IOC_WRITE, _BTRFS, 15, _VOL_ARGS)
+BTRFS_IOC_SNAP_CREATE_V2 = _ioc(_IOC_WRITE, _BTRFS, 23, _VOL_ARGS)
+BTRFS_IOC_SUBVOL_GETFLAGS = _ioc(_IOC_READ, _BTRFS, 25, 8)
+BTRFS_IOC_SUBVOL_SETFLAGS = _ioc(_IOC_WRITE, _BTRFS, 26, 8)
+BTRFS_SUBVOL_RDONLY = 1 << 1
+
+_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+_libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+_libc.syscall.restype = ctypes.c_long
+_NR_OPENAT2 = 437  # the same on every architecture (added after the syscall tables were unified)
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+def _raise_errno(what: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err), what)
+
+
+def fs_type(fd: int) -> int:
+    """The f_type magic of the filesystem holding FD (statfs(2)); one syscall."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes; f_type comes first
+    if _libc.fstatfs(fd, buf) != 0:
+        _raise_errno(f"fd {fd}")
+    return int.from_bytes(buf.raw[: ctypes.sizeof(ctypes.c_long)], "little", signed=True)
+
+
+def get_inode_flags(fd: int) -> int:
+    """FS_IOC_GETFLAGS (chattr's flags). OSError ENOTTY/EOPNOTSUPP where unsupported."""
+    buf = bytearray(8)
+    fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+    return int.from_bytes(buf[:4], "little")
+
+
+def set_inode_flags(fd: int, flags: int) -> None:
+    """FS_IOC_SETFLAGS; the kernel reads an int despite the ioctl's declared long size."""
+    fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags.to_bytes(8, "little"))
+
+
+def is_btrfs_subvolume(fd: int) -> bool:
+    """True if the directory FD is the root of a btrfs subvolume (fstat + fstatfs)."""
+    return (
+        os.fstat(fd).st_ino == BTRFS_FIRST_FREE_OBJECTID and fs_type(fd) == BTRFS_SUPER_MAGIC
+    )
+
+
+def _vol_args(name: str, fd: int = 0, flags: int = 0, v2: bool = False) -> bytearray:
+    raw = os.fsencode(name)
+    buf = bytearray(_VOL_ARGS)
+    buf[0:8] = fd.to_bytes(8, "little", signed=True)
+    if v2:  # struct btrfs_ioctl_vol_args_v2: fd, transid, flags, 4 x u64 union, name[4040]
+        buf[16:24] = flags.to_bytes(8, "little")
+        offset, room = 56, 4039
+    else:  # struct btrfs_ioctl_vol_args: fd, name[4088]
+        offset, room = 8, 4087
+    if len(raw) > room or b"/" in raw:
+        raise OSError(errno.EINVAL, "bad subvolume name", name)
+    buf[offset : offset + len(raw)] = raw
+    return buf
+
+
+def btrfs_subvol_create(parent_fd: int, name: str) -> None:
+    """Create an empty subvolume NAME in the directory PARENT_FD."""
+    fcntl.ioctl(parent_fd, BTRFS_IOC_SUBVOL_CREATE, _vol_args(name))
+
+
+def btrfs_snapshot(src_fd: int, parent_fd: int, name: str, *, readonly: bool = False) -> None:
+    """Snapshot the subvolume SRC_FD as NAME in PARENT_FD (atomic; commits a transaction)."""
+    flags = BTRFS_SUBVOL_RDONLY if readonly else 0
+    fcntl.ioctl(parent_fd, BTRFS_IOC_SNAP_CREATE_V2, _vol_args(name, src_fd, flags, v2=True))
+
+
+def btrfs_subvol_destroy(parent_fd: int, name: str) -> None:
+    """Delete the subvolume NAME in PARENT_FD, contents included (ENOTEMPTY if it nests one)."""
+    fcntl.ioctl(parent_fd, BTRFS_IOC_SNAP_DESTROY, _vol_args(name))
+
+
+def btrfs_get_readonly(fd: int) -> bool:
+    buf = bytearray(8)
+    fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, buf)
+    return bool(int.from_bytes(buf, "little") & BTRFS_SUBVOL_RDONLY)
+
+
+def btrfs_set_readonly(fd: int, readonly: bool) -> None:
+    buf = bytearray(8)
+    fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, buf)
+    flags = int.from_bytes(buf, "little") & ~BTRFS_SUBVOL_RDONLY
+    flags |= BTRFS_SUBVOL_RDONLY if readonly else 0
+    fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_SETFLAGS, flags.to_bytes(8, "little"))
+
+
+_STATX_BTIME = 0x800
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+
+
+def birth_time(fd: int) -> float | None:
+    """The birth time of FD's inode from statx(2), or None where the filesystem keeps none.
+
+    On btrfs a subvolume root's birth time is the subvolume's creation (otime)."""
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, buf) != 0:
+        return None
+    mask = int.from_bytes(buf.raw[0:4], "little")
+    if not mask & _STATX_BTIME:
+        return None
+    sec = int.from_bytes(buf.raw[80:88], "little", signed=True)
+    nsec = int.from_bytes(buf.raw[88:92], "little")
+    return sec + nsec / 1e9
+
+
+def open_in_root(root_fd: int, path: str, flags: int = os.O_RDONLY) -> int:
+    """open PATH beneath ROOT_FD, resolving every symlink and '..' as if ROOT_FD were '/'.
+
+    openat2(RESOLVE_IN_ROOT), Linux >= 5.6: an image's ``/etc/os-release -> ../usr/lib/...``
+    resolves inside the image, never onto the host."""
+    how = (flags | os.O_CLOEXEC).to_bytes(8, "little") + bytes(8)
+    how += (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS).to_bytes(8, "little")
+    fd = _libc.syscall(_NR_OPENAT2, root_fd, os.fsencode(path), how, len(how))
+    if fd < 0:
+        _raise_errno(path)
+    return int(fd)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo (proc(5)).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points strictly below PATH (from /proc/self/mountinfo), deepest first."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    found: list[Path] = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            point = _unescape_mountinfo(line.split(" ", 5)[4])
+            if point.startswith(prefix):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
