@@ -286,6 +286,7 @@ def _steps(ctx: Context, essential: bool) -> list[configure_Step]:
             Step(
                 name=unpacked.name,
                 info_name=unpacked.info_name,
+                arch=unpacked.fields["Architecture"],
                 essential=entry.package.name in ctx.plan.essential,
                 pre_depends=tuple(_names(unpacked.fields.get("Pre-Depends", ""))),
             )

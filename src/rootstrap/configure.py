@@ -51,6 +51,7 @@ class Step:
 
     name: str
     info_name: str
+    arch: str
     essential: bool
     pre_depends: tuple[str, ...] = ()
 
@@ -59,17 +60,23 @@ def script(steps: Sequence[Step]) -> str:
     """The shell script that brings every unpacked package to ``installed``."""
     lines = [
         "set -u",
+        "DPKG_RUNNING_VERSION=$(dpkg-query --showformat='${Version}' --show dpkg)",
+        "export DPKG_RUNNING_VERSION DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT=",
+        # The environment dpkg gives a maintainer script (dpkg(1), ENVIRONMENT); without it
+        # dpkg-maintscript-helper "couldn't identify the package".
         "preinst() {",
         '  f="/var/lib/dpkg/info/$1.preinst"',
         '  [ -e "$f" ] || return 0',
-        '  "$f" install || { rc=$?; echo "rootstrap-failed: $1 preinst $rc" >&2; exit 1; }',
+        '  DPKG_MAINTSCRIPT_PACKAGE="$2" DPKG_MAINTSCRIPT_ARCH="$3" \\',
+        '  DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 "$f" install \\',
+        '    || { rc=$?; echo "rootstrap-failed: $2 preinst $rc" >&2; exit 1; }',
         "}",
         "configure() {",
         '  dpkg --force-unsafe-io --force-confold "$@" || exit 1',
         "}",
     ]
     essential = [s for s in steps if s.essential]
-    lines += [f"preinst {shlex.quote(s.info_name)}" for s in essential]
+    lines += [_preinst(s) for s in essential]
     if essential:
         names = " ".join(shlex.quote(s.name) for s in essential)
         lines.append(f"configure --force-configure-any --force-depends --configure {names}")
@@ -80,13 +87,18 @@ def script(steps: Sequence[Step]) -> str:
             lines.append("configure --configure --pending")
             configured |= pending
             pending.clear()
-        lines.append(f"preinst {shlex.quote(step.info_name)}")
+        lines.append(_preinst(step))
         pending.add(step.name)
     lines.append("configure --configure --pending")
     # Triggers activated during configuration are processed by --configure; anything left
     # (an interest whose package was configured first) goes now.
     lines.append("configure --triggers-only --pending")
     return "\n".join(lines) + "\n"
+
+
+def _preinst(step: Step) -> str:
+    words = (step.info_name, step.name, step.arch)
+    return "preinst " + " ".join(map(shlex.quote, words))
 
 
 def _in_root(root: Path, path: str) -> Path:
@@ -160,25 +172,20 @@ def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
     """Run the configure script in ROOT through the runner; return its output."""
     from rootstrap.runner import RunSpec, run
 
-    text = script(steps)
-    script_path = _in_root(root, "/var/lib/dpkg/rootstrap-configure")
-    _replace_file(script_path, text.encode(), 0o700)
-    with tempfile.TemporaryFile() as log:
-        try:
-            code = run(
-                RunSpec(
-                    root=root,
-                    argv=("/bin/sh", "/var/lib/dpkg/rootstrap-configure"),
-                    env=ENV,
-                    hostname=hostname,
-                    stdin=os.open(os.devnull, os.O_RDONLY),
-                    stdout=log.fileno(),
-                    stderr=log.fileno(),
-                    lock=False,
-                )
+    with tempfile.TemporaryFile() as log, open(os.devnull, "rb") as null:
+        # The script goes in as `sh -c`: nothing to write into the root, nothing to remove.
+        code = run(
+            RunSpec(
+                root=root,
+                argv=("/bin/sh", "-c", script(steps), "rootstrap-configure"),
+                env=ENV,
+                hostname=hostname,
+                stdin=null.fileno(),
+                stdout=log.fileno(),
+                stderr=log.fileno(),
+                lock=False,
             )
-        finally:
-            script_path.unlink(missing_ok=True)
+        )
         log.seek(0)
         output = log.read().decode(errors="replace")
     if code != 0:
