@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -188,6 +189,7 @@ class Http:
             timeout=httpx.Timeout(timeout, pool=None),
             follow_redirects=False,  # every hop is checked by _check_location
             trust_env=True,  # http_proxy / https_proxy / no_proxy
+            verify=_ssl_context(),
             http2=False,  # measured slower here (research/libs.md §3)
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
@@ -550,7 +552,18 @@ class Http:
         current = url
         for _hop in range(self.max_redirects + 1):
             request = self._client.build_request("GET", current, headers=headers)
-            response = self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                response = self._client.send(request, stream=True, follow_redirects=False)
+            except httpx.RemoteProtocolError as exc:
+                # httpx parses Location even when not following; an unparsable one lands here.
+                text = str(exc)
+                if "location header" not in text.lower():
+                    raise
+                if "non-printable" in text:
+                    raise DownloadError(
+                        "redirect target contains control characters", subject=url
+                    ) from exc
+                raise DownloadError(f"invalid redirect target: {text}", subject=url) from exc
             if response.status_code not in (301, 302, 303, 307, 308):
                 return response
             location = response.headers.raw
@@ -571,6 +584,22 @@ class Http:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The host's CA store (as apt uses), or SSL_CERT_FILE / SSL_CERT_DIR when set.
+
+    httpx alone would use certifi's bundle and ignore a private CA the host trusts; certifi is
+    only the fallback for a host without ca-certificates.
+    """
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    context = ssl.create_default_context(cafile=cafile, capath=capath)
+    if not cafile and not capath and not context.cert_store_stats().get("x509_ca"):
+        import certifi
+
+        context.load_verify_locations(cafile=certifi.where())
+    return context
 
 
 def _reason(exc: BaseException) -> str:
