@@ -111,6 +111,8 @@ class PackageIndex:
         self.arch = arch
         self._by_name: dict[str, list[Package]] = {}
         self._provides: dict[str, list[tuple[Package, str | None]]] | None = None
+        # Names by the best candidate's Priority ("essential" for Essential: yes), one pass.
+        self._seeds: dict[str, list[str]] | None = None
 
     @classmethod
     def from_stanzas(
@@ -127,6 +129,7 @@ class PackageIndex:
             return
         self._by_name.setdefault(package.name, []).append(package)
         self._provides = None
+        self._seeds = None
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -159,11 +162,25 @@ class PackageIndex:
                         self._provides.setdefault(virtual, []).append((package, version))
         return self._provides.get(name, [])
 
+    def _seed_lists(self) -> dict[str, list[str]]:
+        if self._seeds is None:
+            seeds: dict[str, list[str]] = {}
+            for name in sorted(self._by_name):
+                best = self.best(name)
+                if best is not None:
+                    seeds.setdefault(best.priority, []).append(name)
+                    if best.essential:
+                        seeds.setdefault("essential", []).append(name)
+            self._seeds = seeds
+        return self._seeds
+
     def with_priority(self, *priorities: str) -> list[str]:
-        return sorted(n for n in self._by_name if (b := self.best(n)) and b.priority in priorities)
+        """Names whose best candidate has one of PRIORITIES (sorted; one cached pass)."""
+        lists = self._seed_lists()
+        return sorted(n for p in set(priorities) for n in lists.get(p, []))
 
     def essential_names(self) -> list[str]:
-        return sorted(n for n in self._by_name if (b := self.best(n)) and b.essential)
+        return list(self._seed_lists().get("essential", []))
 
 
 _PROVIDES_RE = re.compile(r"^\s*([^\s(]+)\s*(?:\(\s*=\s*([^\s)]+)\s*\))?\s*$")
