@@ -1,0 +1,305 @@
+"""Turn a plan into verified .deb files: a content-addressed cache and parallel downloads.
+
+The cache (``<cache-dir>/debs/``, default ``/var/cache/rootstrap``) is shared by concurrent runs.
+A file's name comes only from the validated ``Package.deb_name`` (name, version, architecture),
+never from the index's ``Filename``, and a file is trusted only after its size and SHA256 match
+the signed index again (HAZARDS 47: debootstrap's ``get()`` re-validates too). Downloads go to
+``<name>.partial`` under an flock, are verified, then renamed (HAZARDS 103: apt's ``partial/`` +
+rename), so no reader ever sees a partial file.
+
+A package is tried on each mirror in turn: a 404 means the mirror may be mid-sync, a hash
+mismatch is never retried on the same mirror (HAZARDS 37, 46; apt's errAuthErr). Free space is
+checked before the first byte (HAZARDS 106; apt's ``CheckFreeSpaceBeforeDownload``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from rootstrap.archive.http import Http, HttpStatusError, file_matches, human_size
+from rootstrap.archive.packages import NAME_RE, Package
+from rootstrap.errors import (
+    ArchiveIndexError,
+    DownloadError,
+    IntegrityError,
+    Interrupted,
+    ResourceError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CacheEntry", "DebCache", "check_free_space", "fetch_all", "package_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    name: str
+    size: int
+
+
+class DebCache:
+    """The shared .deb cache under ROOT (``ROOT/debs``). Cheap to construct; creates nothing.
+
+    Runs that use the cache hold a shared lock (:meth:`using`); :meth:`clean` takes it
+    exclusively, so it never deletes a file another run is about to unpack.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = root / "debs"
+
+    def path_for(self, pkg: Package) -> Path:
+        """Where PKG's .deb lives in the cache, named from ``deb_name`` only."""
+        name = pkg.deb_name
+        # deb_name is built from a validated name, version and architecture; check once more
+        # that it is a single plain component, because it is the only thing that names a file.
+        if not NAME_RE.match(pkg.name) or "/" in name or name.startswith(".") or "\0" in name:
+            raise ArchiveIndexError(f"unsafe cache file name {name!r}", subject=pkg.name)
+        return self.dir / name
+
+    def verified(self, pkg: Package) -> Path | None:
+        """PKG's cached file if its size and SHA256 match the index, else None. One full read."""
+        path = self.path_for(pkg)
+        return path if file_matches(path, pkg.size, pkg.sha256) else None
+
+    def ensure(self) -> None:
+        """Create the cache directory (mode 755)."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except OSError as exc:
+            raise ResourceError(
+                f"cannot create the download cache: {exc.strerror}",
+                subject=str(self.dir),
+                hint="choose another with --cache-dir or ROOTSTRAP_CACHE",
+            ) from exc
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[None]:
+        """Hold the cache's shared lock: :meth:`clean` waits for (or refuses) while it is held."""
+        self.ensure()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[CacheEntry]:
+        """The complete .deb files in the cache, sorted by name (no hashing)."""
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(self.dir):
+            if entry.name.endswith(".deb") and entry.is_file(follow_symlinks=False):
+                found.append(CacheEntry(entry.name, entry.stat(follow_symlinks=False).st_size))
+        return sorted(found, key=lambda e: e.name)
+
+    def clean(self, keep: set[str] | None = None) -> int:
+        """Remove cached files whose name is not in KEEP (all when None); return how many.
+
+        Leftover ``.partial`` files are removed unless a download holds them. Raises StoreError
+        when another run is using the cache (it holds the shared lock).
+        """
+        if not self.dir.is_dir():
+            return 0
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    "the download cache is in use by another run",
+                    subject=str(self.root),
+                    hint="wait for it to finish, then clean again",
+                ) from None
+            removed = 0
+            for entry in os.scandir(self.dir):
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if entry.name.endswith(".partial"):
+                    if _remove_unlocked(Path(entry.path)):
+                        removed += 1
+                elif keep is None or entry.name not in keep:
+                    os.unlink(entry.path)
+                    removed += 1
+            return removed
+        finally:
+            os.close(fd)
+
+
+def _remove_unlocked(path: Path) -> bool:
+    """Remove PATH unless someone holds an flock on it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        os.unlink(path)
+    finally:
+        os.close(fd)
+    return True
+
+
+def package_url(mirror: str, pkg: Package) -> str:
+    """PKG's URL on MIRROR (``Filename`` is relative to the archive root; checked by usable())."""
+    return f"{mirror.rstrip('/')}/{quote(pkg.filename)}"
+
+
+def check_free_space(directory: Path, need: int) -> None:
+    """Raise ResourceError unless DIRECTORY's filesystem has NEED bytes free (for non-root)."""
+    st = os.statvfs(directory)
+    have = st.f_bavail * st.f_frsize
+    if need > have:
+        raise ResourceError(
+            f"not enough free space in {directory} (need {human_size(need)}, "
+            f"have {human_size(have)})",
+            subject=str(directory),
+            hint="free some space, or point --cache-dir / ROOTSTRAP_CACHE at a larger filesystem",
+        )
+
+
+def fetch_all(
+    http: Http,
+    packages: Sequence[Package],
+    mirrors: Sequence[str],
+    cache: DebCache,
+    *,
+    workers: int = 8,
+    on_ready: Callable[[Package, Path], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Path]:
+    """Make every package's verified .deb available in CACHE; return {package name: path}.
+
+    Cached files are re-verified (size + SHA256) and refetched when corrupt; missing ones are
+    downloaded by WORKERS threads, each tried on MIRRORS in order. ON_READY(pkg, path) is called
+    from a worker thread as soon as a file is verified, so the caller may unpack while the rest
+    downloads. PROGRESS(bytes done, bytes total) is called after each package. The first
+    failure stops the rest (in-flight downloads finish) and is raised: DownloadError,
+    IntegrityError or ResourceError, each naming the URL or file. Cost: one hash per cached file.
+    """
+    if not mirrors:
+        raise DownloadError("no mirror to download from")
+    unique: dict[str, Package] = {}
+    for pkg in packages:
+        reason = pkg.usable()
+        if reason:
+            raise ArchiveIndexError(f"cannot download: {reason}", subject=pkg.name)
+        unique.setdefault(pkg.name, pkg)
+    todo = list(unique.values())
+    total = sum(p.size for p in todo)
+    with cache.using():
+        # A stat is enough to count what is missing; hashing happens in the workers.
+        need = 0
+        for pkg in todo:
+            try:
+                if cache.path_for(pkg).stat().st_size == pkg.size:
+                    continue
+            except FileNotFoundError:
+                pass
+            need += pkg.size
+        if need:
+            check_free_space(cache.dir, need)
+
+        results: dict[str, Path] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+        done = [0]
+
+        def one(pkg: Package) -> None:
+            if stop.is_set():
+                return
+            path = cache.verified(pkg)
+            if path is None:
+                path = _download(http, pkg, mirrors, cache, stop)
+                if path is None:
+                    return
+            if on_ready is not None:
+                on_ready(pkg, path)
+            with lock:
+                results[pkg.name] = path
+                done[0] += pkg.size
+                now = done[0]
+            if progress is not None:
+                progress(now, total)
+
+        # Largest first: the long downloads start early and the tail is short.
+        todo.sort(key=lambda p: p.size, reverse=True)
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fetch")
+        futures: list[Future[None]] = [pool.submit(one, pkg) for pkg in todo]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise Interrupted("interrupted while downloading") from None
+        if any(f.done() and f.exception() is not None for f in futures):
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise _first_error(futures)
+        pool.shutdown(wait=True)
+        return {name: results[name] for name in unique if name in results}
+
+
+def _first_error(futures: list[Future[None]]) -> BaseException:
+    """The error to report: the first integrity/resource error, else the first error."""
+    errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+    for kind in (ResourceError, IntegrityError):
+        for exc in errors:
+            if isinstance(exc, kind):
+                return exc
+    return errors[0]
+
+
+def _download(
+    http: Http, pkg: Package, mirrors: Sequence[str], cache: DebCache, stop: threading.Event
+) -> Path | None:
+    """Download PKG from the first mirror that serves it intact; None when told to stop."""
+    dest = cache.path_for(pkg)
+    failures: list[DownloadError | IntegrityError] = []
+    for mirror in mirrors:
+        if stop.is_set():
+            return None
+        url = package_url(mirror, pkg)
+        try:
+            http.download(url, dest, size=pkg.size, sha256=pkg.sha256)
+            return dest
+        except IntegrityError as exc:
+            # HAZARDS 46: never retried on the same mirror; the partial file is gone.
+            log.warning("%s", exc)
+            failures.append(exc)
+        except HttpStatusError as exc:
+            if exc.status not in (404, 410):
+                raise
+            log.info("%s", exc)
+            failures.append(exc)
+        except ResourceError:
+            raise
+        except DownloadError as exc:
+            log.warning("%s", exc)
+            failures.append(exc)
+    last = failures[-1]
+    if all(isinstance(e, HttpStatusError) and e.status in (404, 410) for e in failures):
+        where = "the mirror" if len(mirrors) == 1 else f"any of {len(mirrors)} mirrors"
+        raise DownloadError(
+            f"{pkg.deb_name} not found on {where} (HTTP 404)",
+            subject=last.subject,
+            hint="the mirror may be mid-sync: wait a while and retry, or use another mirror",
+        ) from last
+    if len(failures) > 1:
+        last.hint = f"tried {len(failures)} mirrors; " + (last.hint or "")
+    raise last
