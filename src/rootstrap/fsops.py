@@ -38,6 +38,14 @@ def rename_noreplace(src: Path, dst: Path) -> None:
         raise OSError(err, os.strerror(err), str(dst))
 
 
+def rename_exchange(a: Path, b: Path) -> None:
+    """Atomically swap the entries A and B (renameat2 RENAME_EXCHANGE); both must exist."""
+    rc = _libc.renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(b))
+
+
 def syncfs(path: Path) -> None:
     """Flush the whole filesystem holding PATH (cheaper than fsync on every file of a tree)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
