@@ -33,6 +33,7 @@ from tests.support.debs import (
     raw_tar,
     read_ar,
     read_control,
+    zeros_tar,
 )
 from tests.support.fixtures import MIRROR_PACKAGES, LocalMirror
 from tests.support.server import CAPTIVE_PORTAL, FaultServer
@@ -533,7 +534,12 @@ def test_fault_redirect_loop(www: Path) -> None:
         with pytest.raises(httpx.TooManyRedirects):
             httpx.get(srv.url + "/loop", follow_redirects=True)
         hops = [r.path for r in srv.requests[:4]]
-        assert hops == ["/loop", "/loop?hop=1", "/loop?hop=2", "/loop?hop=0"]
+        assert hops == ["/loop", "/loop?hop=1", "/loop?hop=2", "/loop"]
+        srv.clear()
+        srv.fault("/chain", "redirect_loop", cycle=0)
+        with httpx.Client(max_redirects=5) as client, pytest.raises(httpx.TooManyRedirects):
+            client.get(srv.url + "/chain", follow_redirects=True)
+        assert len(set(srv.fetched())) == 1 and len({r.path for r in srv.requests}) == 6
 
 
 def test_fault_html_ignore_range_reset_content(www: Path) -> None:
@@ -621,3 +627,38 @@ def test_local_mirror_over_http(local_mirror: LocalMirror, tmp_path: Path) -> No
         "/dists/stable/InRelease",
         local_mirror.archive.url_path(path),
     ]
+
+
+def test_unsigned_archive_and_remove(archive_factory: ArchiveFactory) -> None:
+    archive = archive_factory([DebSpec("a")], sign=())
+    assert archive.release.is_file()
+    assert not archive.inrelease.exists() and not archive.release_gpg.exists()
+    archive.resign()  # still unsigned: the dist remembers sign=()
+    assert not archive.inrelease.exists()
+    archive.resign(sign=("InRelease", "Release.gpg"))
+    assert archive.inrelease.exists() and archive.release_gpg.exists()
+    archive.remove("InRelease")
+    assert not archive.inrelease.exists() and archive.release_gpg.exists()
+
+
+def test_zeros_tar_is_a_small_bomb(tmp_path: Path) -> None:
+    size = 64 << 20
+    for compression in ("xz", "gzip", "zstd"):
+        blob = zeros_tar("./bomb", size, compression)
+        assert len(blob) < size // 100
+        suffix = {"xz": ".xz", "gzip": ".gz", "zstd": ".zst"}[compression]
+        deb = tmp_path / f"bomb{suffix}.deb"
+        deb.write_bytes(crafted_deb("bomb", [], compression=compression, data_tar=blob))
+        listing = subprocess.run(
+            ["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True
+        ).stdout
+        assert listing.split()[2] == str(size) and listing.split()[-1] == "./bomb"
+
+
+def test_debspec_is_hashable_and_build_checks(tmp_path: Path) -> None:
+    spec = DebSpec("a", files={"x": b"1"})
+    assert len({spec, DebSpec("a", files={"x": b"1"}), DebSpec("a")}) == 2
+    with pytest.raises(RuntimeError, match="dpkg-deb --build"):
+        build_deb(DebSpec("Bad_Name"), tmp_path)
+    deb = build_deb(DebSpec("Bad_Name"), tmp_path, check=False)
+    assert "Package: Bad_Name" in read_control(deb)

@@ -329,6 +329,10 @@ class Dist:
         path.write_bytes(data)
         return path
 
+    def remove(self, relative: str) -> None:
+        """Delete dists/<name>/RELATIVE if it exists (e.g. "InRelease"), no resign."""
+        (self.path / relative).unlink(missing_ok=True)
+
     def corrupt(self, relative: str, offset: int | None = None) -> Path:
         """Flip one byte of dists/<name>/RELATIVE (default: the middle), no resign."""
         path = self.path / relative
@@ -419,6 +423,9 @@ class Archive:
 
     def corrupt(self, relative: str, offset: int | None = None) -> Path:
         return self.main.corrupt(relative, offset)
+
+    def remove(self, relative: str) -> None:
+        self.main.remove(relative)
 
     def pool_path(self, name: str) -> Path:
         """The .deb of package NAME (raises KeyError if absent)."""

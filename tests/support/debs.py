@@ -39,10 +39,11 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import zstandard
 
@@ -90,6 +91,10 @@ class DebSpec:
     #: extra control fields, written last, verbatim (e.g. {"Homepage": "..."}, or
     #: {"Installed-Size": "9"} to override the computed one)
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        # The mapping fields are dicts; hash the (deterministic) repr so specs fit in sets.
+        return hash(repr(self))
 
     @property
     def filename(self) -> str:
@@ -419,6 +424,28 @@ def compress(data: bytes, kind: str) -> bytes:
 _SUFFIX = {"xz": ".xz", "gzip": ".gz", "gz": ".gz", "zstd": ".zst", "zst": ".zst", "none": ""}
 
 
+def zeros_tar(name: str, size: int, compression: str = "xz") -> bytes:
+    """A compressed tar holding one file of SIZE zero bytes, made in 1 MiB steps (a bomb:
+    1 GiB is ~150 KiB as xz, ~30 KiB as zstd; costs ~1 s/GiB for xz, less for gzip/zstd)."""
+    if compression in ("xz",):
+        comp: Any = lzma.LZMACompressor(preset=0)
+    elif compression in ("gzip", "gz"):
+        comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    elif compression in ("zstd", "zst"):
+        comp = zstandard.ZstdCompressor(level=1).compressobj()
+    else:
+        raise ValueError(f"unknown compression {compression!r}")
+    out = bytearray(comp.compress(raw_tar([TarEntry(name, size=size)], end=False)))
+    block = b"\0" * (1 << 20)
+    remaining = size + (-size % 512) + 1024  # data, padding, end-of-archive blocks
+    while remaining > 0:
+        step = min(remaining, len(block))
+        out += comp.compress(block[:step])
+        remaining -= step
+    out += comp.flush()
+    return bytes(out)
+
+
 def crafted_deb(
     name: str,
     data_entries: Iterable[TarEntry],
@@ -429,11 +456,13 @@ def crafted_deb(
     scripts: Mapping[str, str] | None = None,
     compression: str = "gzip",
     control_compression: str | None = None,
+    data_tar: bytes | None = None,
 ) -> bytes:
     """A whole .deb (bytes) whose data.tar is exactly DATA_ENTRIES, bypassing dpkg-deb.
 
-    ``control`` replaces the generated control text. Write it with ``Path.write_bytes``;
-    to put it in an archive, pass the written Path to ``build_archive``.
+    ``control`` replaces the generated control text; ``data_tar`` gives the already
+    compressed data member (e.g. from ``zeros_tar``; named after ``compression``). Write
+    it with ``Path.write_bytes``; to put it in an archive, pass that Path to ``build_archive``.
     """
     text = control if control is not None else DebSpec(name, version, arch).control()
     ctl_entries = [TarEntry("./", type="dir"), TarEntry("./control", text.encode())]
@@ -441,7 +470,7 @@ def crafted_deb(
         ctl_entries.append(TarEntry(f"./{script}", body.encode(), mode=0o755))
     ctl_kind = control_compression or compression
     ctl = compress(raw_tar(ctl_entries), ctl_kind)
-    data = compress(raw_tar(data_entries), compression)
+    data = data_tar if data_tar is not None else compress(raw_tar(data_entries), compression)
     return raw_deb(
         [
             ("debian-binary", b"2.0\n"),

@@ -21,7 +21,7 @@ Fault kinds (``pattern`` is an fnmatch glob on the URL path, e.g. ``/dists/*/InR
   bytes; ``endless=True``: chunked, the file then zeros forever (until the client hangs up)
 - ``slow_drip``: ``interval=0.5``, ``chunk=1``: CHUNK bytes every INTERVAL seconds
 - ``redirect``: ``location="http://..."`` sent raw (CR/LF, control bytes kept), ``code=302``
-- ``redirect_loop``: ``cycle=3`` (A→B→C→A via ``?hop=N``), ``cycle=0`` an endless chain
+- ``redirect_loop``: ``cycle=3`` (A→A?hop=1→A?hop=2→A), ``cycle=0`` an endless chain
 - ``html``: a captive-portal page with 200 (``body=`` to override)
 - ``ignore_range``: answers 200 with the whole file to a Range request
 - ``reset``: closes the connection with a TCP RST, no response
@@ -212,9 +212,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             hop = int(query.get("hop", ["0"])[0])
             cycle = int(params.get("cycle", 3))
             nxt = (hop + 1) % cycle if cycle else hop + 1
-            self._simple(
-                int(params.get("code", 302)), b"", [("Location", f"{path}?hop={nxt}")], head
-            )
+            # Hop 0 is the URL first asked for, so a cycle really returns to it.
+            location = f"{path}?hop={nxt}" if nxt else path
+            self._simple(int(params.get("code", 302)), b"", [("Location", location)], head)
             return
         if kind == "html":
             body = bytes(params.get("body", CAPTIVE_PORTAL))
