@@ -294,6 +294,12 @@ class Http:
             except ResourceError:
                 _remove(partial)  # HAZARDS 107: no partial file is left on a full disk
                 raise
+            except BaseException as exc:
+                # A prefix from a network fault is kept so the next run resumes it (apt's
+                # partial/); an empty one, or one the server disowned (404...), is not.
+                if isinstance(exc, HttpStatusError) or os.fstat(f.fileno()).st_size == 0:
+                    _remove(partial)
+                raise
             os.rename(partial, dest)
             return
 
