@@ -357,13 +357,13 @@ class Solver:
     def _why_not(self, state: _State, dep: Dep) -> str:
         if dep.name in self.exclude:
             return f"{dep.name} is excluded (--exclude)"
-        chosen = state.selected.get(dep.name)
-        if chosen is not None:
-            by = state.reasons[dep.name]
-            return f"{dep.name} {chosen.version} is already selected ({by})"
         candidates = [
             p for p in self.index.candidates(dep.name) if p.architecture in (self.arch, "all")
         ]
+        chosen = state.selected.get(dep.name)
+        if chosen is not None and any(matches(p, dep, self.arch) for p in candidates):
+            by = state.reasons[dep.name]
+            return f"{dep.name} {chosen.version} is already selected ({by})"
         providers = self.index.providers(dep.name)
         if not candidates and not providers:
             if self.index.candidates(dep.name):
