@@ -15,8 +15,10 @@ The search, in the manner of apt's and resolvelib's, kept small:
 * Taking an option selects its package, checking Conflicts and Breaks both ways, and queues its
   Pre-Depends and Depends (and Recommends with ``recommends=True``, where "none" is a last
   option). When an option fails (a conflict, or something deeper that cannot be met), the search
-  returns to the latest choice and takes the next option. A failure that no later choice can
-  change (a name that no index has) jumps back to before the package that needs it was chosen.
+  goes back to the latest choice that failure depends on and takes its next option: each
+  selection remembers the choice points that led to it, so a failure knows which choices could
+  undo it, and unrelated choices are not retried (conflict-directed backjumping; plain
+  chronological backtracking is exponential when a failure lies behind many unrelated choices).
 * When every choice is used up, the first failure met is the error: it is the one on the path
   the user would expect, e.g. ``apt: Depends on libfoo (>= 2) but only libfoo 1 exists``.
 """
@@ -60,42 +62,43 @@ class _Task:
     seed: str = ""
 
 
-class _Failure(Exception):
-    """A dead end; ``static`` when no later choice could change it (see _backjump)."""
+Levels = frozenset[int]
 
-    def __init__(self, error: ResolveError, *, static: bool, parent: str | None) -> None:
+
+class _Failure(Exception):
+    """A dead end, and the choice points (levels) whose choices led to it."""
+
+    def __init__(self, error: ResolveError, levels: Levels) -> None:
         super().__init__(str(error))
         self.error = error
-        self.static = static
-        self.parent = parent
+        self.levels = levels
 
 
 class _State:
     """Everything a choice changes; copied (shallowly: values are tuples) at each choice."""
 
-    __slots__ = ("against", "clock", "hard", "provided", "reasons", "selected", "soft", "when")
+    __slots__ = ("against", "hard", "levels", "provided", "reasons", "selected", "soft")
 
     def __init__(self) -> None:
         self.selected: dict[str, Package] = {}
         self.reasons: dict[str, Reason] = {}
-        self.when: dict[str, int] = {}
+        # The choice points each selection depends on (empty: forced by the seeds alone).
+        self.levels: dict[str, Levels] = {}
         self.provided: dict[str, tuple[tuple[Package, str | None], ...]] = {}
         # Conflicts/Breaks of selected packages, by the name they are against.
         self.against: dict[str, tuple[tuple[Package, Dep, str], ...]] = {}
         self.hard: deque[_Task] = deque()
         self.soft: deque[_Task] = deque()
-        self.clock = 0
 
     def copy(self) -> _State:
         new = _State.__new__(_State)
         new.selected = self.selected.copy()
         new.reasons = self.reasons.copy()
-        new.when = self.when.copy()
+        new.levels = self.levels.copy()
         new.provided = self.provided.copy()
         new.against = self.against.copy()
         new.hard = self.hard.copy()
         new.soft = self.soft.copy()
-        new.clock = self.clock
         return new
 
     def next_task(self) -> _Task | None:
@@ -114,6 +117,16 @@ class _State:
             name = reason.parent if reason else None
         names.reverse()
         return names
+
+
+@dataclass(slots=True)
+class _Choice:
+    """A task with options left, the state before it, and the levels its options depend on."""
+
+    state: _State
+    task: _Task
+    options: list[Package | None]
+    depends: Levels
 
 
 class Solver:
@@ -147,7 +160,7 @@ class Solver:
             if len(group) != 1:
                 raise ResolveError("expected one package name or relation", subject=seed.spec)
             state.hard.append(_Task(group[0], Via.SEED, None, seed.spec, seed.label))
-        stack: list[tuple[int, _State, _Task, list[Package | None]]] = []
+        stack: list[_Choice] = []
         first: _Failure | None = None
         while True:
             task = state.next_task()
@@ -156,53 +169,42 @@ class Solver:
             if self._met(state, task.group):
                 continue
             try:
-                options = self._options(state, task)
+                options, base = self._options(state, task)
                 if len(options) > 1:
-                    stack.append((state.clock, state.copy(), task, options[1:]))
-                self._take(state, task, options[0])
-                continue
+                    stack.append(_Choice(state.copy(), task, options[1:], base))
+                    self._take(state, task, options[0], base | {len(stack)})
+                else:
+                    self._take(state, task, options[0], base)
             except _Failure as failure:
                 first = first or failure
                 state = self._backtrack(stack, failure, first)
 
-    def _backtrack(
-        self,
-        stack: list[tuple[int, _State, _Task, list[Package | None]]],
-        failure: _Failure,
-        first: _Failure,
-    ) -> _State:
+    def _backtrack(self, stack: list[_Choice], failure: _Failure, first: _Failure) -> _State:
+        # Conflict-directed backjumping: a failure carries the levels (choice points, 1-based)
+        # it depends on. Choices above the highest of them cannot change it, so they are
+        # dropped unvisited instead of being retried one by one (which is exponential).
         while True:
             self.backtracks += 1
             if self.backtracks > MAX_BACKTRACKS:
                 raise first.error
-            if failure.static:
-                self._backjump(stack, failure)
+            del stack[max(failure.levels, default=0) :]
             if not stack:
                 raise first.error
-            clock, snapshot, task, options = stack.pop()
-            if len(options) > 1:
-                stack.append((clock, snapshot.copy(), task, options[1:]))
+            choice = stack.pop()
+            own = len(stack) + 1
+            # Whatever made the earlier options fail is now part of why this one is taken.
+            depends = choice.depends | (failure.levels - {own})
+            state = choice.state
             try:
-                self._take(snapshot, task, options[0])
-                return snapshot
+                if len(choice.options) > 1:
+                    rest = choice.options[1:]
+                    stack.append(_Choice(state.copy(), choice.task, rest, depends))
+                    self._take(state, choice.task, choice.options[0], depends | {own})
+                else:
+                    self._take(state, choice.task, choice.options[0], depends)
+                return state
             except _Failure as again:
                 failure = again
-
-    @staticmethod
-    def _backjump(
-        stack: list[tuple[int, _State, _Task, list[Package | None]]], failure: _Failure
-    ) -> None:
-        # A static failure depends only on its parent being selected: choices made after the
-        # parent was selected cannot remove it, so retrying them is wasted (and exponential).
-        if failure.parent is None:
-            stack.clear()
-            return
-        while stack:
-            snapshot = stack[-1][1]
-            if failure.parent in snapshot.selected:
-                stack.pop()
-            else:
-                return
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -216,10 +218,12 @@ class Solver:
                     return True
         return False
 
-    def _options(self, state: _State, task: _Task) -> list[Package | None]:
+    def _options(self, state: _State, task: _Task) -> tuple[list[Package | None], Levels]:
+        """The options for TASK in order, and the levels that shaped them (its parent's, and
+        those of a selected version that ruled a candidate out). Raises _Failure when none."""
         options: list[Package | None] = []
         seen: set[tuple[str, str, str]] = set()
-        blocked = False  # an option was dropped because of what is selected (not static)
+        base = state.levels[task.parent] if task.parent is not None else frozenset()
         for dep in task.group:
             found = [
                 p
@@ -241,7 +245,7 @@ class Solver:
                 seen.add(package.key)
                 chosen = state.selected.get(package.name)
                 if chosen is not None and chosen.key != package.key:
-                    blocked = True
+                    base = base | state.levels[chosen.name]
                     continue
                 options.append(package)
         wanted = {self.prefer[d.name] for d in task.group if d.name in self.prefer}
@@ -250,19 +254,18 @@ class Solver:
         if task.via is Via.RECOMMENDS:
             options.append(None)
         if not options:
-            raise _Failure(self._unmet(state, task), static=not blocked, parent=task.parent)
-        return options
+            raise _Failure(self._unmet(state, task), base)
+        return options, base
 
-    def _take(self, state: _State, task: _Task, package: Package | None) -> None:
+    def _take(self, state: _State, task: _Task, package: Package | None, levels: Levels) -> None:
         if package is None:  # a Recommends left out
             return
         name = package.name
         reason = Reason(name, task.via, task.parent, task.text, task.seed)
-        self._check_conflicts(state, package, reason)
+        self._check_conflicts(state, package, reason, levels)
         state.selected[name] = package
         state.reasons[name] = reason
-        state.when[name] = state.clock
-        state.clock += 1
+        state.levels[name] = levels
         for virtual, version in provides(package):
             state.provided[virtual] = (*state.provided.get(virtual, ()), (package, version))
         for field in _NEGATIVE:
@@ -281,13 +284,15 @@ class Solver:
                 else:
                     state.soft.append(new)
 
-    def _check_conflicts(self, state: _State, package: Package, reason: Reason) -> None:
+    def _check_conflicts(
+        self, state: _State, package: Package, reason: Reason, levels: Levels
+    ) -> None:
         # Debian Policy 7.4: Conflicts and Breaks hold against real names and provided names;
         # a package never conflicts with itself (``Provides: x, Conflicts: x`` is the usual
         # way to say "only one provider of x").
         for other, dep, field in state.against.get(package.name, ()):
             if other.name != package.name and matches(package, dep, self.arch, negative=True):
-                self._conflict(state, other, field, dep, package, reason)
+                self._conflict(state, other, field, dep, package, reason, levels)
         for virtual, version in provides(package):
             for other, dep, field in state.against.get(virtual, ()):
                 if (
@@ -295,7 +300,7 @@ class Solver:
                     and provided_version_ok(version, dep)
                     and arch_ok(package, dep, self.arch, negative=True)
                 ):
-                    self._conflict(state, other, field, dep, package, reason)
+                    self._conflict(state, other, field, dep, package, reason, levels)
         for field in _NEGATIVE:
             for group in relations(package, field, self.arch):
                 for dep in group:
@@ -305,17 +310,24 @@ class Solver:
                         and chosen.name != package.name
                         and matches(chosen, dep, self.arch, negative=True)
                     ):
-                        self._conflict(state, package, field, dep, chosen, reason)
+                        self._conflict(state, package, field, dep, chosen, reason, levels)
                     for other, version in state.provided.get(dep.name, ()):
                         if (
                             other.name != package.name
                             and provided_version_ok(version, dep)
                             and arch_ok(other, dep, self.arch, negative=True)
                         ):
-                            self._conflict(state, package, field, dep, other, reason)
+                            self._conflict(state, package, field, dep, other, reason, levels)
 
     def _conflict(
-        self, state: _State, who: Package, field: str, dep: Dep, victim: Package, new: Reason
+        self,
+        state: _State,
+        who: Package,
+        field: str,
+        dep: Dep,
+        victim: Package,
+        new: Reason,
+        levels: Levels,
     ) -> None:
         chains = {}
         for package in (who, victim):
@@ -331,7 +343,8 @@ class Solver:
             subject=who.name,
             hint="--exclude one side's dependent, or --include an alternative",
         )
-        raise _Failure(error, static=False, parent=new.parent)
+        other = victim.name if who.name == new.package else who.name
+        raise _Failure(error, levels | state.levels[other])
 
     # -- messages --------------------------------------------------------------------------------
 
