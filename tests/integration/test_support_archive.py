@@ -218,11 +218,13 @@ def test_packages_stanzas_match_the_real_debs(local_mirror: LocalMirror) -> None
         assert int(entry["Size"]) == len(data)
         assert entry["SHA256"] == hashlib.sha256(data).hexdigest()
         assert entry["MD5sum"] == hashlib.md5(data).hexdigest()
-        for field in ("Package", "Version", "Architecture", "Installed-Size", "Depends"):
-            got = subprocess.run(
-                ["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True, check=True
-            ).stdout.strip()
-            assert got == entry.get(field, ""), (entry["Package"], field)
+        control = subprocess.run(
+            ["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True
+        ).stdout
+        (fields,) = stanzas(control)
+        assert fields == {
+            k: v for k, v in entry.items() if k not in ("Filename", "Size", "MD5sum", "SHA256")
+        }
     dash = next(e for e in entries if e["Package"] == "dash")
     assert dash["Essential"] == "yes" and dash["Pre-Depends"] == "libc6 (>= 2.34)"
     assert dash["Filename"] == "pool/main/d/dash/dash_0.5.12-2_amd64.deb"
@@ -656,7 +658,7 @@ def test_unsigned_archive_and_remove(archive_factory: ArchiveFactory) -> None:
 
 
 def test_zeros_tar_is_a_small_bomb(tmp_path: Path) -> None:
-    size = 64 << 20
+    size = 16 << 20
     for compression in ("xz", "gzip", "zstd"):
         blob = zeros_tar("./bomb", size, compression)
         assert len(blob) < size // 100

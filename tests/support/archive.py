@@ -45,11 +45,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support.debs import DebSpec, build_deb, compress, read_control
+from tests.support.debs import DebSpec, build_deb, cached_build, compress, read_control
 
 __all__ = ["Archive", "Dist", "TestKey", "build_archive", "release_date"]
 
@@ -496,6 +497,11 @@ def _populate_dist(
     deb_compression: str = "xz",
 ) -> None:
     by_comp = packages if isinstance(packages, Mapping) else {dist.components[0]: packages}
+    specs = {item for items in by_comp.values() for item in items if isinstance(item, DebSpec)}
+    if len(specs) > 1:
+        # dpkg-deb is a subprocess: two at a time halves the cold build (2 cores here).
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            list(executor.map(lambda spec: cached_build(spec, deb_compression), specs))  # type: ignore[arg-type]
     stanzas: dict[tuple[str, str], list[str]] = {
         (c, a): [] for c in dist.components for a in dist.archs
     }

@@ -200,34 +200,43 @@ def build_deb(
     so the bytes (and hashes) are stable. ``check=False`` passes ``--nocheck`` for control
     files dpkg-deb would refuse. Cost: ~15-40 ms per new package, ~0.1 ms cached.
     """
-    key = (repr(spec), f"{compression}:{check}")
+    cached = cached_build(spec, compression, check=check)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    with _cache_lock:
-        cached = _cache.get(key)
-    if cached is None or not cached.exists():
-        work = Path(tempfile.mkdtemp(dir=_build_cache_dir()))
-        root = work / "root"
-        _populate(spec, root)
-        out = work / spec.filename
-        argv = ["dpkg-deb", "--root-owner-group", *_dpkg_z(compression)]
-        argv += [] if check else ["--nocheck"]
-        env = dict(os.environ, SOURCE_DATE_EPOCH=str(SOURCE_DATE_EPOCH), LC_ALL="C.UTF-8")
-        proc = subprocess.run(
-            [*argv, "--build", str(root), str(out)], capture_output=True, text=True, env=env
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"dpkg-deb --build {spec.name} failed: {proc.stderr.strip()}")
-        _chmod_tree_writable(root)
-        shutil.rmtree(root)
-        cached = out
-        with _cache_lock:
-            _cache[key] = cached
     dest = outdir / spec.filename
     if dest.exists():
         dest.unlink()
     shutil.copyfile(cached, dest)
     return dest
+
+
+def cached_build(spec: DebSpec, compression: Compression = "xz", *, check: bool = True) -> Path:
+    """The session-cache copy of SPEC's .deb (build it if needed). Do not modify it.
+
+    Thread-safe: ``build_archive`` builds new specs two at a time through this.
+    """
+    key = (repr(spec), f"{compression}:{check}")
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and cached.exists():
+        return cached
+    work = Path(tempfile.mkdtemp(dir=_build_cache_dir()))
+    root = work / "root"
+    _populate(spec, root)
+    out = work / spec.filename
+    argv = ["dpkg-deb", "--root-owner-group", *_dpkg_z(compression)]
+    argv += [] if check else ["--nocheck"]
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(SOURCE_DATE_EPOCH), LC_ALL="C.UTF-8")
+    proc = subprocess.run(
+        [*argv, "--build", str(root), str(out)], capture_output=True, text=True, env=env
+    )
+    _chmod_tree_writable(root)
+    shutil.rmtree(root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dpkg-deb --build {spec.name} failed: {proc.stderr.strip()}")
+    with _cache_lock:
+        _cache[key] = out
+    return out
 
 
 def _chmod_tree_writable(root: Path) -> None:
