@@ -104,15 +104,87 @@ class Package:
         return None
 
 
+class PackageSource:
+    """Where a :class:`PackageIndex` finds stanzas: one parsed index, or packages in memory.
+
+    ARCHS is the tuple of architectures the index accepts (its own and ``all``)."""
+
+    def names(self, archs: tuple[str, ...]) -> Iterable[str]:
+        """Names with at least one stanza for one of ARCHS."""
+        raise NotImplementedError
+
+    def __contains__(self, name: object) -> bool:
+        raise NotImplementedError
+
+    def packages(self, name: str, archs: tuple[str, ...]) -> list[Package]:
+        raise NotImplementedError
+
+    def providers(self, virtual: str, archs: tuple[str, ...]) -> list[tuple[Package, str | None]]:
+        raise NotImplementedError
+
+    def priority_names(self, priorities: Iterable[str]) -> set[str]:
+        """Names with at least one stanza of one of PRIORITIES (a superset of the answer)."""
+        raise NotImplementedError
+
+    def essential_candidates(self) -> set[str]:
+        """Names with at least one stanza marked Essential (a superset of the answer)."""
+        raise NotImplementedError
+
+
+class _MemorySource(PackageSource):
+    """Packages added one by one (tests, small archives)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, list[Package]] = {}
+        self._provides: dict[str, list[tuple[Package, str | None]]] | None = None
+
+    def add(self, package: Package) -> None:
+        self._by_name.setdefault(package.name, []).append(package)
+        self._provides = None
+
+    def names(self, archs: tuple[str, ...]) -> Iterable[str]:
+        return [n for n, ps in self._by_name.items() if any(p.architecture in archs for p in ps)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def packages(self, name: str, archs: tuple[str, ...]) -> list[Package]:
+        return [p for p in self._by_name.get(name, ()) if p.architecture in archs]
+
+    def providers(self, virtual: str, archs: tuple[str, ...]) -> list[tuple[Package, str | None]]:
+        if self._provides is None:
+            self._provides = {}
+            for packages in self._by_name.values():
+                for package in packages:
+                    for name, version in parse_provides(package.get("Provides")):
+                        self._provides.setdefault(name, []).append((package, version))
+        return [(p, v) for p, v in self._provides.get(virtual, ()) if p.architecture in archs]
+
+    def priority_names(self, priorities: Iterable[str]) -> set[str]:
+        wanted = set(priorities)
+        return {n for n, ps in self._by_name.items() if any(p.priority in wanted for p in ps)}
+
+    def essential_candidates(self) -> set[str]:
+        return {n for n, ps in self._by_name.items() if any(p.essential for p in ps)}
+
+
 class PackageIndex:
-    """Every candidate of every name, from one or more indexes (components, suites)."""
+    """Every candidate of every name, from one or more indexes (components, suites).
+
+    Lookups are lazy: a parsed index (``rootstrap.archive.index``) turns a stanza into a
+    :class:`Package` only when a name is asked for, so a lookup costs ~20 µs per stanza
+    the first time, then a dict hit. Stanzas for another architecture than ARCH or ``all``
+    are ignored (HAZARDS 32); for a name in several indexes the highest version comes first
+    (HAZARDS 21).
+    """
 
     def __init__(self, arch: str) -> None:
         self.arch = arch
-        self._by_name: dict[str, list[Package]] = {}
-        self._provides: dict[str, list[tuple[Package, str | None]]] | None = None
-        # Names by the best candidate's Priority ("essential" for Essential: yes), one pass.
-        self._seeds: dict[str, list[str]] | None = None
+        self._archs = (arch, "all")
+        self._sources: list[PackageSource] = []
+        self._memory: _MemorySource | None = None
+        self._candidates: dict[str, list[Package]] = {}
+        self._names: set[str] | None = None
 
     @classmethod
     def from_stanzas(
@@ -123,29 +195,62 @@ class PackageIndex:
             index.add(Package.from_fields(stanza, origin))
         return index
 
+    @classmethod
+    def from_sources(cls, sources: Iterable[PackageSource], arch: str) -> PackageIndex:
+        """An index over parsed indexes (earlier sources win ties of name, version, arch)."""
+        index = cls(arch)
+        for source in sources:
+            index.add_source(source)
+        return index
+
+    def add_source(self, source: PackageSource) -> None:
+        self._sources.append(source)
+        self._candidates.clear()
+        self._names = None
+
     def add(self, package: Package) -> None:
         """Add a package; stanzas for another architecture (not ``all``) are ignored."""
-        if package.architecture not in (self.arch, "all"):
+        if package.architecture not in self._archs:
             return
-        self._by_name.setdefault(package.name, []).append(package)
-        self._provides = None
-        self._seeds = None
+        if self._memory is None:
+            self._memory = _MemorySource()
+            self._sources.append(self._memory)
+        self._memory.add(package)
+        self._candidates.pop(package.name, None)
+        self._names = None
+
+    @property
+    def sources(self) -> tuple[PackageSource, ...]:
+        return tuple(self._sources)
+
+    def _all_names(self) -> set[str]:
+        if self._names is None:
+            names: set[str] = set()
+            for source in self._sources:
+                names.update(source.names(self._archs))
+            self._names = names
+        return self._names
 
     def __contains__(self, name: object) -> bool:
-        return name in self._by_name
+        return isinstance(name, str) and bool(self.candidates(name))
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._all_names())
 
     def names(self) -> Iterator[str]:
-        return iter(self._by_name)
+        return iter(self._all_names())
 
     def candidates(self, name: str) -> list[Package]:
         """All versions of NAME, highest first (dpkg ordering); duplicates dropped."""
-        found = self._by_name.get(name, [])
-        if len(found) > 1:
-            unique = {p.key: p for p in reversed(found)}
-            found[:] = sorted(unique.values(), key=lambda p: sort_key(p.version), reverse=True)
+        found = self._candidates.get(name)
+        if found is None:
+            unique: dict[tuple[str, str, str], Package] = {}
+            for source in self._sources:
+                if name in source:
+                    for package in source.packages(name, self._archs):
+                        unique.setdefault(package.key, package)
+            found = sorted(unique.values(), key=lambda p: sort_key(p.version), reverse=True)
+            self._candidates[name] = found
         return found
 
     def best(self, name: str) -> Package | None:
@@ -154,33 +259,26 @@ class PackageIndex:
 
     def providers(self, name: str) -> list[tuple[Package, str | None]]:
         """Packages whose Provides names NAME, with the provided version (or None)."""
-        if self._provides is None:
-            self._provides = {}
-            for packages in self._by_name.values():
-                for package in packages:
-                    for virtual, version in parse_provides(package.get("Provides")):
-                        self._provides.setdefault(virtual, []).append((package, version))
-        return self._provides.get(name, [])
-
-    def _seed_lists(self) -> dict[str, list[str]]:
-        if self._seeds is None:
-            seeds: dict[str, list[str]] = {}
-            for name in sorted(self._by_name):
-                best = self.best(name)
-                if best is not None:
-                    seeds.setdefault(best.priority, []).append(name)
-                    if best.essential:
-                        seeds.setdefault("essential", []).append(name)
-            self._seeds = seeds
-        return self._seeds
+        found: list[tuple[Package, str | None]] = []
+        seen: set[tuple[tuple[str, str, str], str | None]] = set()
+        for source in self._sources:
+            for package, version in source.providers(name, self._archs):
+                if (package.key, version) not in seen:
+                    seen.add((package.key, version))
+                    found.append((package, version))
+        return found
 
     def with_priority(self, *priorities: str) -> list[str]:
-        """Names whose best candidate has one of PRIORITIES (sorted; one cached pass)."""
-        lists = self._seed_lists()
-        return sorted(n for p in set(priorities) for n in lists.get(p, []))
+        names: set[str] = set()
+        for source in self._sources:
+            names |= source.priority_names(priorities)
+        return sorted(n for n in names if (b := self.best(n)) and b.priority in priorities)
 
     def essential_names(self) -> list[str]:
-        return list(self._seed_lists().get("essential", []))
+        names: set[str] = set()
+        for source in self._sources:
+            names |= source.essential_candidates()
+        return sorted(n for n in names if (b := self.best(n)) and b.essential)
 
 
 _PROVIDES_RE = re.compile(r"^\s*([^\s(]+)\s*(?:\(\s*=\s*([^\s)]+)\s*\))?\s*$")
@@ -188,9 +286,13 @@ _PROVIDES_RE = re.compile(r"^\s*([^\s(]+)\s*(?:\(\s*=\s*([^\s)]+)\s*\))?\s*$")
 
 def parse_provides(value: str) -> list[tuple[str, str | None]]:
     """``Provides: a, b (= 1.0)`` as ``[("a", None), ("b", "1.0")]`` (arch qualifiers dropped)."""
-    found = []
+    found: list[tuple[str, str | None]] = []
     for item in value.split(","):
-        if not item.strip():
+        item = item.strip()
+        if not item:
+            continue
+        if "(" not in item and " " not in item and "\t" not in item and "\n" not in item:
+            found.append((item.split(":", 1)[0], None))  # the common case, without a regex
             continue
         match = _PROVIDES_RE.match(item)
         if match:
