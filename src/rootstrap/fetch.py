@@ -87,12 +87,23 @@ class DebCache:
     def using(self) -> Iterator[None]:
         """Hold the cache's shared lock: :meth:`clean` waits for (or refuses) while it is held."""
         self.ensure()
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = self._open_lock()
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             yield
         finally:
             os.close(fd)
+
+    def _open_lock(self) -> int:
+        path = self.root / "lock"
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ResourceError(
+                f"cannot open the cache lock: {exc.strerror}",
+                subject=str(path),
+                hint="choose another cache with --cache-dir or ROOTSTRAP_CACHE",
+            ) from exc
 
     def entries(self) -> list[CacheEntry]:
         """The complete .deb files in the cache, sorted by name (no hashing)."""
@@ -112,7 +123,7 @@ class DebCache:
         """
         if not self.dir.is_dir():
             return 0
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = self._open_lock()
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -282,14 +293,9 @@ def _download(
             # HAZARDS 46: never retried on the same mirror; the partial file is gone.
             log.warning("%s", exc)
             failures.append(exc)
-        except HttpStatusError as exc:
-            if exc.status not in (404, 410):
-                raise
-            log.info("%s", exc)
-            failures.append(exc)
         except ResourceError:
             raise
-        except DownloadError as exc:
+        except DownloadError as exc:  # 404 (mid-sync), other statuses, network faults
             log.warning("%s", exc)
             failures.append(exc)
     last = failures[-1]

@@ -387,3 +387,26 @@ def test_cli_cache_list_and_clean(
     )  # fmt: skip
     assert cleaned.stdout.startswith(f"removed {len(packages)} files, freed ")
     assert os.listdir(cache.dir) == []
+
+
+def test_any_failing_mirror_falls_through_to_the_next(
+    http: Http, srv: FaultServer, srv2: FaultServer, packages: list[Package], cache: DebCache
+) -> None:
+    srv.fault("*/foxtrot_*.deb", "status", code=403)
+    srv.fault("*/echo_*.deb", "html")  # a captive portal answering for the .deb
+    got = fetch_all(http, packages, [srv.url, srv2.url], cache)
+    assert {p.name for p in packages} == set(got)
+    assert sorted(srv2.fetched()) == sorted(
+        "/" + p.filename for p in packages if p.name in ("foxtrot", "echo")
+    )
+
+
+def test_unusable_cache_directory_is_a_clean_error(
+    http: Http, srv: FaultServer, packages: list[Package], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(ResourceError, match="cannot create the download cache") as info:
+        fetch_all(http, packages, [srv.url], DebCache(blocker / "cache"))
+    assert info.value.subject == str(blocker / "cache/debs")
+    assert srv.requests == []

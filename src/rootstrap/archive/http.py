@@ -258,7 +258,11 @@ class Http:
         seen incomplete. Cost: one pass over the body, plus a re-hash of any resumed prefix.
         """
         partial = dest.with_name(dest.name + ".partial")
-        fd = _lock_partial(partial)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd = _lock_partial(partial)
+        except OSError as exc:
+            raise _write_error(exc, partial, url) from exc
         try:
             # Someone may have finished DEST while we waited for the lock.
             if dest.exists() and file_matches(dest, size, sha256):
@@ -336,13 +340,7 @@ class Http:
                     f.write(chunk)
             f.flush()
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ResourceError(
-                    f"disk full while writing {partial}",
-                    subject=url,
-                    hint="free some space or point --cache-dir at a larger filesystem",
-                ) from exc
-            raise
+            raise _write_error(exc, partial, url) from exc
 
     # -- bodies ---------------------------------------------------------------------------------
 
@@ -657,6 +655,21 @@ def _lock_partial(partial: Path) -> int:
         except BaseException:
             os.close(fd)
             raise
+
+
+def _write_error(exc: OSError, path: Path, url: str) -> ResourceError:
+    """A clean error for a failed write of PATH (HAZARDS 107 names the file)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(
+            f"disk full while writing {path}",
+            subject=url,
+            hint="free some space or point --cache-dir at a larger filesystem",
+        )
+    return ResourceError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        subject=url,
+        hint="check the permissions of the cache directory (--cache-dir, ROOTSTRAP_CACHE)",
+    )
 
 
 def _remove(path: Path) -> None:
