@@ -413,6 +413,12 @@ def test_crafted_deb_can_be_put_in_an_archive(
     (entry, _) = stanzas(archive.index_path(comp="none").read_text())
     assert entry["Filename"] == "pool/main/e/evil/evil_1.0_amd64.deb"
     assert entry["SHA256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    broken = tmp_path / "broken_2.0_all.deb"
+    broken.write_bytes(raw_deb([("debian-binary", b"2.0\n")]))
+    archive = archive_factory([broken])
+    (entry,) = stanzas(archive.index_path(comp="none").read_text())
+    assert (entry["Package"], entry["Version"], entry["Architecture"]) == ("broken", "2.0", "all")
+    assert entry["Size"] == str(len(broken.read_bytes()))
 
 
 # --- the fault server ------------------------------------------------------------------------
@@ -643,6 +649,9 @@ def test_local_mirror_over_http(local_mirror: LocalMirror, tmp_path: Path) -> No
         "/dists/stable/InRelease",
         local_mirror.archive.url_path(path),
     ]
+    second = local_mirror.serve_again()
+    assert second.url != local_mirror.url
+    assert httpx.get(second.url_for(path)).content == path.read_bytes()
 
 
 def test_unsigned_archive_and_remove(archive_factory: ArchiveFactory) -> None:

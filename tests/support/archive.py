@@ -15,7 +15,8 @@ Layout: ``pool/<comp>/<prefix>/<source>/<name>_<ver>_<arch>.deb`` and ``dists/<c
 (with ``dists/<suite>`` a symlink to it, as on Debian mirrors) holding ``Release``,
 ``InRelease``, ``Release.gpg`` and ``<comp>/binary-<arch>/Packages{,.xz,.gz}`` plus by-hash
 copies. ``packages`` may be a list (all in the first component) or {component: list}; items
-are ``DebSpec`` or paths to existing .debs (also hand-crafted ones). A package whose
+are ``DebSpec`` or paths to existing .debs (also hand-crafted ones; an unreadable one is
+listed with fields guessed from its ``name_version_arch.deb`` file name). A package whose
 Architecture is neither ``all`` nor one of ``arch`` is listed in every index on purpose
 (wrong-arch stanzas). ``updates=[...]`` adds ``dists/<codename>-updates``.
 
@@ -490,6 +491,17 @@ def _control_field(control: str, name: str) -> str:
     return ""
 
 
+def _control_or_guess(data: bytes, filename: str) -> str:
+    """The .deb's control text; for a deliberately broken .deb, fields from its file name
+    (``name_version_arch.deb``), so broken packages can still be listed in an index."""
+    try:
+        return read_control(data)
+    except Exception:
+        name, _, rest = filename.removesuffix(".deb").partition("_")
+        version, _, arch = rest.partition("_")
+        return DebSpec(name, version or "1.0", arch or "amd64").control()
+
+
 def _populate_dist(
     archive: Archive,
     dist: Dist,
@@ -516,7 +528,7 @@ def _populate_dist(
                 control = read_control(deb)
             else:
                 data = Path(item).read_bytes()
-                control = read_control(data)
+                control = _control_or_guess(data, Path(item).name)
                 name = _control_field(control, "Package") or Path(item).stem
                 source = _control_field(control, "Source").split(" ")[0] or name
                 pool = archive.root / _pool_dir(component, source)

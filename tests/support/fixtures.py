@@ -8,6 +8,7 @@ Registered for every test by tests/conftest.py. Use them by name::
         local_mirror.archive                       # tests.support.archive.Archive (tamper + resign)
         local_mirror.server.fault("*/InRelease", "status", code=404)
         local_mirror.suite, local_mirror.codename  # "stable", "bookworm"
+        mirror2 = local_mirror.serve_again()       # same archive, second server (fallback tests)
 
     def test_y(archive_factory, fault_server, other_key):
         arch = archive_factory([DebSpec("a")], valid_until=timedelta(days=-1))
@@ -164,6 +165,11 @@ class LocalMirror:
     server: FaultServer
     suite: str
     codename: str
+    start_server: Callable[..., FaultServer]
+
+    def serve_again(self, **kwargs: Any) -> FaultServer:
+        """Another server on the same archive (a second mirror); closed at teardown."""
+        return self.start_server(self.archive.root, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -238,4 +244,5 @@ def local_mirror(
         server=server,
         suite="stable",
         codename="bookworm",
+        start_server=fault_server,
     )
