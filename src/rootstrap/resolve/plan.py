@@ -91,7 +91,11 @@ class Plan:
         while current is not None and current not in {r.package for r in chain}:
             planned = self._by_name.get(current)
             if planned is None:
-                raise ResolveError("is not in the plan", subject=name)
+                raise ResolveError(
+                    "is not in the plan",
+                    subject=name,
+                    hint=f"nothing in variant {self.variant} needs it; --include adds it",
+                )
             chain.append(planned.reason)
             current = planned.reason.parent
         chain.reverse()
