@@ -1,0 +1,343 @@
+"""The namespace runner: run a command in a root filesystem, like a small systemd-nspawn.
+
+Public API (Debian-agnostic; the bootstrap's configure stage hands it a root and a command)::
+
+    Bind(source, target, readonly=False)
+    RunSpec(root, argv, env={}, hostname=None, binds=(), tmpfs=(), cwd="/", user=None, ...)
+    run(spec) -> int          # the command's exit status, 128+N when killed by signal N
+
+``run`` raises RunnerError for a setup problem (naming the path), ImageBusy when the image is
+locked by a conflicting user, RunnerError with exit_code 127 when the command is not found.
+Standard library only (plus rootstrap.errors and rootstrap.imagelock).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rootstrap.errors import RunnerError, UsageError
+from rootstrap.imagelock import lock_image
+from rootstrap.runner import caps, linux, seccomp, spawn
+from rootstrap.runner.console import MODES as CONSOLE_MODES
+
+__all__ = ["CONSOLE_MODES", "Bind", "RunSpec", "run"]
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path SOURCE mounted at TARGET (an absolute path inside the container)."""
+
+    source: Path
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and how. Defaults follow ``systemd-nspawn`` for a plain command, except
+    that ``run`` keeps NoNewPrivs on and CAP_SYS_ADMIN out (HAZARDS 82-84; see caps.py).
+
+    capabilities: the bounding set (bare names like "CHOWN"); None = caps.RUN_DEFAULT
+    (+ NET_ADMIN with private_network). drop_capabilities is removed from it.
+    syscall_filter: nspawn ``--system-call-filter=`` values ("@keyring", "~@mount", ...).
+    private_users: None, or (host uid base, count) for a user namespace.
+    stdin/stdout/stderr: fds passed as the payload's 0/1/2 (None: inherit ours).
+    as_pid1: exec the command as PID 1 (an init); otherwise a reaper is PID 1.
+    """
+
+    root: Path
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    hostname: str | None = None
+    binds: Sequence[Bind] = ()
+    tmpfs: Sequence[str] = ()
+    cwd: str = "/"
+    user: str | None = None
+    read_only: bool = False
+    ephemeral: bool = False
+    private_network: bool = False
+    capabilities: frozenset[str] | None = None
+    drop_capabilities: frozenset[str] = frozenset()
+    no_new_privileges: bool = True
+    syscall_filter: Sequence[str] = ()
+    private_users: tuple[int, int] | None = None
+    console: str = "pipe"
+    stdin: int | None = None
+    stdout: int | None = None
+    stderr: int | None = None
+    lock: bool = True
+    as_pid1: bool = False
+
+
+def pick_uid_range(machine: str) -> tuple[int, int]:
+    """nspawn's ``--private-users=pick``: a 64K range in 0x80000..0x6FFF0000 hashed from the
+    machine name (systemd picks the first free one; we take the hash)."""
+    slots = (0x6FFF0000 - 0x80000) // 0x10000
+    return 0x80000 + (zlib.crc32(machine.encode()) % slots) * 0x10000, 0x10000
+
+
+def _env(spec: RunSpec, pty: bool) -> dict[str, str]:
+    env = {
+        "PATH": spawn.DEFAULT_PATH,
+        "container": "rootstrap",
+        "container_uuid": "{}-{}-{}-{}-{}".format(
+            *(os.urandom(16).hex()[a:b] for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)))
+        ),
+        "HOME": "/root",
+    }
+    term = os.environ.get("TERM")
+    if pty:
+        env["TERM"] = term or "vt220"
+    elif term:
+        env["TERM"] = term
+    env.update(spec.env)
+    return env
+
+
+def _open_source(bind: Bind) -> tuple[int, bool]:
+    """A detached clone of the host path (recursive, like nspawn's default rbind)."""
+    import stat
+
+    try:
+        is_dir = stat.S_ISDIR(os.stat(bind.source).st_mode)
+        return linux.open_tree(linux.AT_FDCWD, str(bind.source)), is_dir
+    except OSError as exc:
+        raise RunnerError(
+            f"cannot bind: {exc.strerror}", subject=str(bind.source), hint="--bind SRC[:DST[:OPTS]]"
+        ) from exc
+
+
+def _check_target(path: str, what: str) -> str:
+    if not path.startswith("/") or ".." in path.split("/"):
+        raise UsageError(f"{what} must be an absolute path without '..'", subject=path)
+    return path
+
+
+def _is_host_root(fd: int) -> bool:
+    st, root = os.fstat(fd), os.stat("/")
+    return (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino)
+
+
+def run(spec: RunSpec) -> int:
+    """Run SPEC.argv in SPEC.root in new namespaces and return its exit status.
+
+    Blocks until the command exits. Cost: ~5-10 ms of setup over the command itself."""
+    if not spec.argv:
+        raise UsageError("no command given")
+    if spec.console not in CONSOLE_MODES:
+        raise UsageError(f"unknown console mode {spec.console!r}", hint="|".join(CONSOLE_MODES))
+    for target in [*spec.tmpfs, *(b.target for b in spec.binds)]:
+        _check_target(target.split(":", 1)[0], "a mount target")
+    keep = spec.capabilities
+    if keep is None:
+        keep = caps.RUN_DEFAULT | ({"NET_ADMIN"} if spec.private_network else set())
+    keep = frozenset(keep) - spec.drop_capabilities
+    try:
+        allow, deny = seccomp.parse_filter(list(spec.syscall_filter))
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="groups: " + " ".join(sorted(seccomp.GROUPS))) from exc
+    denied = seccomp.denied_syscalls(keep, allow, deny)
+
+    root = str(spec.root)
+    name = os.path.basename(os.path.normpath(root)) or "root"
+    hostname = spec.hostname or name
+    if len(hostname.encode()) > 64 or not hostname:
+        raise UsageError("hostname must be 1-64 bytes", subject=hostname)
+
+    fds: list[int] = []
+    lock = None
+    try:
+        if spec.lock:
+            # A writable run excludes every other user; read-only and ephemeral runs share
+            # (HAZARDS 99, 100). The fd is the directory itself, so a rename cannot swap
+            # the tree under us (105), and the lock dies with us (104).
+            lock = lock_image(spec.root, exclusive=not (spec.read_only or spec.ephemeral))
+            root_fd = lock.fd
+        else:
+            try:
+                root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise RunnerError(f"cannot open image: {exc.strerror}", subject=root) from exc
+            fds.append(root_fd)
+        if _is_host_root(root_fd) and not spec.ephemeral:
+            raise RunnerError(
+                "running a container on the host's root directory is not supported",
+                subject=root,
+                hint="use --ephemeral for a throw-away overlay of it",
+            )
+        from rootstrap.runner import mounts
+
+        for top in ("proc", "sys", "dev"):
+            try:
+                mounts.require_dir(root_fd, top, create=False)
+            except mounts.PlanError as exc:
+                if "missing" not in str(exc):
+                    raise RunnerError(str(exc), subject=root) from None
+        try:
+            root_tree = linux.open_tree(root_fd, "")
+        except OSError as exc:
+            raise RunnerError(
+                f"cannot clone the image mount: {exc.strerror}", subject=root
+            ) from exc
+        fds.append(root_tree)
+        binds: list[tuple[int, str, bool, bool]] = []
+        for bind in spec.binds:
+            fd, is_dir = _open_source(bind)
+            fds.append(fd)
+            target = _check_target(bind.target, "a bind target")
+            binds.append((fd, target, bind.readonly, is_dir))
+        tmpfs = []
+        for item in spec.tmpfs:
+            target, _, options = item.partition(":")
+            tmpfs.append((target, options or "mode=0755"))
+        pty = spec.console != "pipe"
+        stdio = (
+            0 if spec.stdin is None else spec.stdin,
+            1 if spec.stdout is None else spec.stdout,
+            2 if spec.stderr is None else spec.stderr,
+        )
+        plan = spawn.Plan(
+            root_fd=root_fd,
+            root_tree=root_tree,
+            argv=list(spec.argv),
+            env=_env(spec, pty),
+            hostname=hostname,
+            binds=binds,
+            tmpfs=tmpfs,
+            cwd=spec.cwd,
+            user=spec.user,
+            read_only=spec.read_only,
+            ephemeral=spec.ephemeral,
+            private_network=spec.private_network,
+            keep_caps=keep,
+            denied_syscalls=denied,
+            no_new_privileges=spec.no_new_privileges,
+            console=spec.console,
+            stdio=stdio,
+            uid_map=spec.private_users,
+            as_pid1=spec.as_pid1,
+        )
+        return _supervise(plan, root)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if lock is not None:
+            lock.release()
+
+
+def _read_messages(fd: int) -> list[str]:
+    data = os.read(fd, 8192)
+    if not data:
+        return []
+    return [line for line in data.decode(errors="replace").split("\n") if line] or [""]
+
+
+def _supervise(plan: spawn.Plan, root: str) -> int:
+    """Fork the middle process, answer its requests, relay signals and the console, wait."""
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    plan.status_w, plan.go_r = status_w, go_r
+    pending: list[int] = []
+    pid1 = 0
+
+    def forward(sig: int, _frame: object) -> None:
+        if pid1:
+            try:
+                os.kill(pid1, sig)
+            except OSError:
+                pass
+        else:
+            pending.append(sig)
+
+    parent = os.getpid()
+    middle = os.fork()
+    if middle == 0:
+        os.close(status_r)
+        os.close(go_w)
+        spawn.middle(plan, parent)
+        os._exit(spawn.EXIT_SETUP)
+    os.close(status_w)
+    os.close(go_r)
+    saved = {sig: signal.signal(sig, forward) for sig in spawn.FORWARDED}
+    master = -1
+    error: tuple[int, str] | None = None
+    try:
+        while True:
+            try:
+                messages = _read_messages(status_r)
+            except InterruptedError:
+                continue
+            if not messages:
+                break
+            for msg in messages:
+                kind, body = msg[:1], msg[1:]
+                if kind == "U" and plan.uid_map is not None:
+                    base, count = plan.uid_map
+                    for what in ("uid_map", "gid_map"):
+                        with open(f"/proc/{middle}/{what}", "w") as f:
+                            f.write(f"0 {base} {count}\n")
+                    os.write(go_w, b"1")
+                elif kind == "P":
+                    pid1 = int(body)
+                    for sig in pending:
+                        forward(sig, None)
+                elif kind == "T":
+                    master = _take_fd(pid1 or _wait_pid1(status_r), int(body))
+                    os.write(go_w, b"2")
+                elif kind == "E":
+                    number, _, text = body.partition(":")
+                    error = (int(number), text)
+        if master >= 0 and error is None:
+            from rootstrap.runner.console import relay
+
+            pidfd = os.pidfd_open(middle)
+            try:
+                relay(master, plan.console, pidfd)
+            finally:
+                os.close(pidfd)
+        while True:
+            try:
+                _, status = os.waitpid(middle, 0)
+                break
+            except InterruptedError:
+                continue
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        os.close(status_r)
+        os.close(go_w)
+        if master >= 0:
+            os.close(master)
+    code = spawn._exit_code(status)
+    if error is not None:
+        exc = RunnerError(error[1], subject=root)
+        exc.exit_code = error[0]
+        raise exc
+    return code
+
+
+def _wait_pid1(status_r: int) -> int:
+    raise RunnerError("internal: pty offered before pid 1 was known")
+
+
+def _take_fd(pid: int, fd: int) -> int:
+    """Copy fd FD out of process PID (pidfd_getfd(2), Linux 5.6)."""
+    import ctypes
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        new = libc.syscall(438, ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0))
+        if new < 0:
+            err = ctypes.get_errno()
+            raise RunnerError(f"cannot take the console pty: {os.strerror(err)}")
+        os.set_inheritable(new, False)
+        return int(new)
+    finally:
+        os.close(pidfd)

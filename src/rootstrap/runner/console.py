@@ -1,0 +1,85 @@
+"""The host side of ``--console``: relay a container pty to the host terminal.
+
+``interactive`` relays both ways with the host tty in raw mode, ``read-only`` relays only the
+container's output, ``passive`` drains and discards it. The container never gets the host
+terminal as its controlling tty (TIOCSTI, CVE-2017-5226; HAZARDS 87).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import termios
+import tty
+from typing import Any
+
+MODES = ("interactive", "read-only", "passive", "pipe")
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    try:
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        data = data[n:]
+
+
+def relay(master: int, mode: str, pidfd: int) -> None:
+    """Relay until the process behind PIDFD exits and the pty is drained. Cost: one poll loop."""
+    stdin_tty = os.isatty(0)
+    saved: list[Any] | None = None
+    if mode == "interactive" and stdin_tty:
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+    if os.isatty(1) if mode != "passive" else False:
+        _copy_winsize(1, master)
+        signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(1, master))
+    os.set_blocking(master, False)
+    reading = [master, pidfd] + ([0] if mode == "interactive" else [])
+    done = False
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(reading, [], [], 0.05 if done else None)
+            except InterruptedError:
+                continue
+            if not ready and done:
+                return
+            if pidfd in ready:
+                reading.remove(pidfd)
+                done = True
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    _write_all(master, data)
+                else:
+                    reading.remove(0)
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.EIO:  # all slave ends closed: the container is gone
+                        return
+                    raise
+                if not data:
+                    return
+                if mode != "passive":
+                    _write_all(1, data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)

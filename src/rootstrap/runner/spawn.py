@@ -1,0 +1,368 @@
+"""The fixed order of syscalls from the host process to the payload's execve.
+
+    host (rootstrap)   lock image; open root, bind sources (O_PATH); fork ──┐
+    middle             PDEATHSIG; [unshare USER; host writes uid/gid map]; │
+                       unshare NS|UTS|IPC|PID|CGROUP[|NET]; fork ──────────┤
+    pid 1 (reaper)     PDEATHSIG; non-dumpable; mounts in the mount plan   │
+                       order; hostname; lo up; pivot_root + detach old;    │
+                       close fds; fork ────────────────────────────────────┤
+    payload (pid 2)    setsid; stdio or pty; close fds; chdir + getcwd;    │
+                       bounding set; seccomp; user; caps; NNP; execve      ┘
+
+Fork before unshare(CLONE_NEWPID): the unsharing process is not itself moved, and a host
+process whose pid namespace child reaper died cannot fork again (DESIGN.md). Nothing is
+imported and no library is loaded after pivot_root: ``sys.path`` is emptied so the image can
+never supply Python code or a shared object to a process holding the runner's capabilities.
+Errors below the host process travel back as one line on a CLOEXEC pipe, which reaches EOF
+when the payload's execve succeeds.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import struct
+import sys
+from dataclasses import dataclass
+from typing import NoReturn
+
+from rootstrap.runner import caps, devices, linux, mounts, seccomp
+
+FORWARDED = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCONT,
+)
+STAGE = "/tmp"  # a tmpfs mounted here inside the new mount namespace only
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+EXIT_SETUP = 125  # pid 1 failed before the payload ran
+EXIT_NOEXEC = 127
+
+
+@dataclass
+class Plan:
+    """Everything the children need, prepared (and validated) by the host process."""
+
+    root_fd: int  # the locked image directory (O_RDONLY, opened in the host namespace)
+    root_tree: int  # open_tree(2) clone of it, attachable in the new mount namespace
+    argv: list[str]
+    env: dict[str, str]
+    hostname: str
+    binds: list[tuple[int, str, bool, bool]]  # (open_tree fd of the source, target, ro, is_dir)
+    tmpfs: list[tuple[str, str]]  # (target, mount options)
+    cwd: str
+    user: str | None
+    read_only: bool
+    ephemeral: bool
+    private_network: bool
+    keep_caps: frozenset[str]
+    denied_syscalls: set[str]
+    no_new_privileges: bool
+    console: str
+    stdio: tuple[int, int, int]
+    uid_map: tuple[int, int] | None  # (host base, count) for --private-users
+    as_pid1: bool = False
+    status_w: int = -1
+    go_r: int = -1
+    filter: seccomp.Filter | None = None
+
+
+def _send(fd: int, message: str) -> None:
+    try:
+        os.write(fd, message.encode(errors="replace")[:4000] + b"\n")
+    except OSError:
+        pass
+
+
+def _fail(plan: Plan, code: int, message: str) -> NoReturn:
+    _send(plan.status_w, f"E{code}:{message}")
+    os._exit(code)
+
+
+def _close_all_except(keep: set[int]) -> None:
+    """Close every fd not in KEEP (close_range under the hood; HAZARDS 90)."""
+    low = 0
+    for fd in sorted(keep | {-1}):
+        if fd < 0:
+            continue
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def middle(plan: Plan, parent: int) -> None:
+    """The first child: enter the namespaces, start pid 1, pass on its exit status."""
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+        os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
+        for sig in FORWARDED:
+            signal.signal(sig, signal.SIG_IGN)
+        if plan.uid_map is not None:
+            linux.unshare(linux.CLONE_NEWUSER)
+            _send(plan.status_w, "U")
+            if os.read(plan.go_r, 1) != b"1":
+                os._exit(1)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            os.setgroups([])
+        flags = (
+            linux.CLONE_NEWNS
+            | linux.CLONE_NEWUTS
+            | linux.CLONE_NEWIPC
+            | linux.CLONE_NEWPID
+            | linux.CLONE_NEWCGROUP
+        )
+        if plan.private_network:
+            flags |= linux.CLONE_NEWNET
+        linux.unshare(flags)
+        pid1 = os.fork()
+    except OSError as exc:
+        _fail(plan, EXIT_SETUP, f"cannot create namespaces: {exc.strerror}")
+    if pid1 == 0:
+        try:
+            pid_one(plan)
+        except BaseException as exc:  # never return into the host's Python stack
+            _fail(plan, EXIT_SETUP, f"container setup failed: {exc}")
+        os._exit(EXIT_SETUP)
+    _send(plan.status_w, f"P{pid1}")
+    _close_all_except(set())
+    while True:
+        try:
+            _, status = os.waitpid(pid1, 0)
+        except ChildProcessError:
+            os._exit(EXIT_SETUP)
+        os._exit(_exit_code(status))
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _loopback_up() -> None:
+    import socket  # only with --private-network; imported before pivot_root
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), siocgifflags, req))[1]
+        fcntl.ioctl(sock.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+def setup_root(plan: Plan) -> tuple[int, int] | None:
+    """Build the container's mount tree under STAGE; returns the pty (master, slave) if any."""
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    linux.mount("tmpfs", STAGE, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0700")
+    newroot = f"{STAGE}/root"
+    os.mkdir(newroot, 0o755)
+    if plan.ephemeral:
+        # A throw-away upper layer on the staging tmpfs: it vanishes with the mount namespace.
+        for name in ("lower", "upper", "work"):
+            os.mkdir(f"{STAGE}/{name}", 0o755)
+        linux.move_mount(plan.root_tree, linux.AT_FDCWD, f"{STAGE}/lower")
+        data = f"lowerdir={STAGE}/lower,upperdir={STAGE}/upper,workdir={STAGE}/work"
+        linux.mount("overlay", newroot, "overlay", 0, data)
+    else:
+        linux.move_mount(plan.root_tree, linux.AT_FDCWD, newroot)
+    rootfd = os.open(newroot, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    writable = not plan.read_only
+    m = mounts.Mounter(rootfd, writable)
+    for name in ("proc", "sys", "dev"):
+        mounts.require_dir(rootfd, name, create=writable)
+    extra = [t for t, _ in plan.tmpfs] + [b[1] for b in plan.binds]
+    if writable:
+        for name in ("run", "tmp"):
+            mounts.require_dir(rootfd, name, create=True)
+        for _, target, _, is_dir in plan.binds:
+            kind = "dir" if is_dir else "file"
+            os.close(mounts.open_in_root(rootfd, target, create=kind))
+        for target, _ in plan.tmpfs:
+            os.close(mounts.open_in_root(rootfd, target, create="dir"))
+    else:
+        for target in extra:
+            os.close(mounts.open_in_root(rootfd, target))
+    # Device nodes in the image are never usable: /dev is ours (HAZARDS 85, 93).
+    linux.mount_setattr(
+        rootfd,
+        linux.MOUNT_ATTR_NODEV | (linux.MOUNT_ATTR_RDONLY if plan.read_only else 0),
+        recursive=True,
+    )
+    mounts.mount_proc(m)
+    mounts.mount_sys(m)
+    m.writable = True  # from here on targets live on our own tmpfs mounts
+    pty = devices.populate(m, pty=plan.console != "pipe")
+    tmp_flags = linux.MS_NOSUID | linux.MS_NODEV
+    for name, mode in (("run", "0755"), ("tmp", "1777")):
+        if m.exists(name) == "dir":
+            m.fs(name, "tmpfs", tmp_flags, f"mode={mode}")
+    m.writable = writable
+    for target, options in sorted(plan.tmpfs, key=lambda t: t[0].count("/")):
+        m.fs(target, "tmpfs", tmp_flags, options)
+    for tree, target, readonly, is_dir in sorted(plan.binds, key=lambda b: b[1].count("/")):
+        m.attach(tree, target, readonly=readonly, kind="dir" if is_dir else "file")
+    os.fchdir(rootfd)
+    os.close(rootfd)
+    return pty
+
+
+def pid_one(plan: Plan) -> None:
+    """PID 1 of the new pid namespace: set up the root, start the payload, reap, exit."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Non-dumpable: the payload cannot open /proc/1/exe or /proc/1/mem of this host binary
+    # (runc CVE-2019-5736; HAZARDS 91).
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    try:
+        if plan.denied_syscalls:
+            # Built before pivot_root: libseccomp must come from the host, not the image.
+            plan.filter = seccomp.Filter(plan.denied_syscalls)
+        pty = setup_root(plan)
+        linux.sethostname(plan.hostname)
+        if plan.private_network:
+            _loopback_up()
+        sys.path[:] = []  # no import may ever read the image (see module docstring)
+        sys.path_importer_cache.clear()
+        linux.pivot_root(".", ".")
+        linux.umount2(".", linux.MNT_DETACH)
+        os.chdir("/")
+    except mounts.PlanError as exc:
+        _fail(plan, EXIT_SETUP, str(exc))
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(plan, EXIT_SETUP, f"container setup failed:{where} {exc.strerror}")
+    master = slave = -1
+    if pty is not None:
+        master, slave = pty
+        # The host copies the master out of this process with pidfd_getfd(2), then says so.
+        _send(plan.status_w, f"T{master}")
+        if os.read(plan.go_r, 1) != b"2":
+            os._exit(EXIT_SETUP)
+        os.close(master)
+    _close_all_except({plan.status_w, slave, *plan.stdio})
+    if plan.as_pid1:
+        payload(plan, slave)
+    child = os.fork()
+    if child == 0:
+        payload(plan, slave)
+
+    def forward(sig: int, _frame: object) -> None:
+        try:
+            os.kill(child, sig)
+        except OSError:
+            pass
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    _close_all_except(set())  # the status pipe reaches EOF when the payload execs
+    try:
+        caps.drop_bounding(frozenset({"KILL"}))
+        caps.restrict(frozenset({"KILL"}))  # kill() across uids, for --user payloads
+    except OSError:
+        pass
+    code = EXIT_SETUP
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == child:
+            code = _exit_code(status)
+            break
+    os._exit(code)
+
+
+def _passwd(user: str) -> tuple[int, int, str, str, str]:
+    """(uid, gid, name, home, shell) from the image's /etc/passwd; never NSS (it would load
+    the image's libraries into this process)."""
+    with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) < 7:
+                continue
+            if fields[0] == user or (user.isdigit() and fields[2] == user):
+                return int(fields[2]), int(fields[3]), fields[0], fields[5], fields[6]
+    if user.isdigit():
+        return int(user), int(user), user, "/", "/bin/sh"
+    raise LookupError(f"no user {user!r} in the image's /etc/passwd")
+
+
+def _groups(name: str, gid: int) -> list[int]:
+    out = [gid]
+    try:
+        with open("/etc/group", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 4 and name in fields[3].split(","):
+                    out.append(int(fields[2]))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def payload(plan: Plan, slave: int) -> None:
+    """Become the payload: fresh session, stdio, hygiene, privileges, execve. Never returns."""
+    try:
+        for sig in range(1, signal.NSIG):
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.setsid()  # no controlling tty from the host: TIOCSTI cannot reach it (HAZARDS 87)
+        if slave >= 0:
+            fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY: the container's own pty
+            sources = (slave, slave, slave)
+        else:
+            sources = plan.stdio
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in sources]
+        for target, fd in enumerate(moved):
+            os.dup2(fd, target, inheritable=True)
+        _close_all_except({0, 1, 2, plan.status_w})
+        try:
+            os.chdir(plan.cwd)
+            cwd = os.getcwd()
+        except OSError as exc:
+            _fail(plan, EXIT_SETUP, f"working directory {plan.cwd}: {exc.strerror}")
+        if not cwd.startswith("/"):  # getcwd(3) reports "(unreachable)" outside the root
+            _fail(plan, EXIT_SETUP, f"working directory {plan.cwd} is outside the container")
+        env = dict(plan.env)
+        ident = None
+        if plan.user is not None:
+            try:
+                ident = _passwd(plan.user)
+            except (OSError, LookupError, ValueError) as exc:
+                _fail(plan, EXIT_SETUP, f"user {plan.user}: {exc}")
+            uid, gid, name, home, shell = ident
+            env.setdefault("HOME", home or "/")
+            env.setdefault("USER", name)
+            env.setdefault("LOGNAME", name)
+            env.setdefault("SHELL", shell or "/bin/sh")
+        caps.drop_bounding(plan.keep_caps)
+        if plan.filter is not None:
+            plan.filter.load()
+        if ident is not None:
+            uid, gid, name, _, _ = ident
+            os.setgroups(_groups(name, gid))
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        if os.geteuid() == 0:
+            caps.restrict(plan.keep_caps)
+        if plan.no_new_privileges:
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    except OSError as exc:
+        _fail(plan, EXIT_SETUP, f"cannot start the command: {exc}")
+    try:
+        os.execvpe(plan.argv[0], plan.argv, env)
+    except OSError as exc:
+        code = EXIT_NOEXEC if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+        _fail(plan, code, f"{plan.argv[0]}: cannot execute: {exc.strerror}")
