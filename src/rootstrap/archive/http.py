@@ -15,7 +15,9 @@ Fault handling follows apt's acquire methods (HAZARDS.md rows 34–45):
   refused before reading, an endless body is cut at the expected size;
 * redirects are followed by hand: control characters in ``Location`` (CVE-2019-3462), https→http,
   other schemes, loops and more than ``max_redirects`` hops are refused;
-* each read has an inactivity timeout (``timeout``), and an optional overall ``deadline``.
+* each read has an inactivity timeout (``timeout``); a body slower than ``min_speed`` bytes/s
+  over a whole ``timeout`` window counts as stalled (curl's ``--speed-limit``: a drip of one
+  byte per 20 s never trips a 30 s read timeout); an overall ``deadline`` is optional.
 
 Errors: :class:`~rootstrap.errors.DownloadError` (with :class:`HttpStatusError` carrying
 ``.status`` for HTTP statuses) and :class:`~rootstrap.errors.IntegrityError`, each with
@@ -166,8 +168,9 @@ class Http:
 
     ``retries`` is the number of further tries after the first (so 3 means up to 4 requests,
     waiting ``backoff`` × 1, 2, 4 s between them, capped at 30 s). ``timeout`` bounds connecting
-    and each read (an inactivity timeout, not a total); ``deadline`` optionally bounds one whole
-    call. ``max_redirects`` hops are followed, each checked.
+    and each read (an inactivity timeout, not a total) and is the window over which a body must
+    average ``min_speed`` bytes/s; ``deadline`` optionally bounds one whole call.
+    ``max_redirects`` hops are followed, each checked.
     """
 
     def __init__(
@@ -177,6 +180,7 @@ class Http:
         retries: int = 3,
         backoff: float = 1.0,
         deadline: float | None = None,
+        min_speed: int = 1024,
         max_redirects: int = 10,
         user_agent: str = "rootstrap/0.1",
     ) -> None:
@@ -184,6 +188,7 @@ class Http:
         self.retries = retries
         self.backoff = backoff
         self.deadline = deadline
+        self.min_speed = min_speed
         self.max_redirects = max_redirects
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, pool=None),
@@ -450,13 +455,22 @@ class Http:
             if skip < 0:
                 return  # 416 on resume: nothing to read, the final check decides
             declared = response.headers.get("Content-Length")
+            window_start, window_bytes = time.monotonic(), 0
             try:
                 for chunk in response.iter_raw():
-                    if self.deadline is not None and time.monotonic() - began > self.deadline:
+                    now = time.monotonic()
+                    if self.deadline is not None and now - began > self.deadline:
                         raise DownloadError(
                             f"download took longer than the {self.deadline:g} s deadline",
                             subject=url,
                         )
+                    window_bytes += len(chunk)
+                    if now - window_start >= self.timeout:
+                        if window_bytes < self.min_speed * (now - window_start):
+                            raise _Transient(
+                                f"slower than {self.min_speed} bytes/s for {self.timeout:g} s"
+                            )
+                        window_start, window_bytes = now, 0
                     if skip:
                         cut = min(skip, len(chunk))
                         skip -= cut
