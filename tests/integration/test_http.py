@@ -497,3 +497,35 @@ def test_same_dest_from_many_threads_downloads_once(
     assert dest.read_bytes() == DATA
     assert len(srv.fetched("*.deb")) == 1
     assert not dest.with_name("f.deb.partial").exists()
+
+
+# -- the real mirror -----------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_real_mirror_inrelease_and_a_verified_download(tmp_path: Path) -> None:
+    from rootstrap.recipes import host_mirror
+
+    mirror = host_mirror("debian")
+    if not mirror:
+        pytest.skip("no Debian mirror in the host's apt sources")
+    base = f"{mirror.rstrip('/')}/dists/bookworm"
+    with Http() as client:
+        inrelease = client.get(f"{base}/InRelease", max_size=10 << 20)
+        assert inrelease.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
+        # Transport only: the size and hash come from the (here unverified) InRelease text.
+        text = inrelease.decode()
+        sha_block = text.split("\nSHA256:\n", 1)[1]
+        entry = next(
+            line.split()
+            for line in sha_block.splitlines()
+            if line.endswith(" main/binary-amd64/Release")
+        )
+        digest, size = entry[0], int(entry[1])
+        dest = tmp_path / "Release"
+        client.download(f"{base}/main/binary-amd64/Release", dest, size=size, sha256=digest)
+        assert b"Architecture: amd64" in dest.read_bytes()
+        with pytest.raises(IntegrityError, match="SHA256 mismatch"):
+            client.download(
+                f"{base}/main/binary-amd64/Release", tmp_path / "x", size=size, sha256="0" * 64
+            )
