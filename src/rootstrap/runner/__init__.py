@@ -123,6 +123,19 @@ def _is_host_root(fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino)
 
 
+def _prepare_root(root_fd: int, points: list[tuple[str, str]], spec: RunSpec, root: str) -> None:
+    """Refuse a bad image and make missing mount points in it (as the host's root: a mapped
+    root inside a user namespace may not write there), never following its symlinks."""
+    from rootstrap.runner import mounts
+
+    create = not (spec.read_only or spec.ephemeral)
+    try:
+        mounts.make_mount_points(root_fd, points if create else [], create=create)
+    except mounts.PlanError as exc:
+        if create or "missing" not in str(exc):
+            raise RunnerError(str(exc), subject=root) from None
+
+
 def run(spec: RunSpec) -> int:
     """Run SPEC.argv in SPEC.root in new namespaces and return its exit status.
 
@@ -170,14 +183,6 @@ def run(spec: RunSpec) -> int:
                 subject=root,
                 hint="use --ephemeral for a throw-away overlay of it",
             )
-        from rootstrap.runner import mounts
-
-        for top in ("proc", "sys", "dev"):
-            try:
-                mounts.require_dir(root_fd, top, create=False)
-            except mounts.PlanError as exc:
-                if "missing" not in str(exc):
-                    raise RunnerError(str(exc), subject=root) from None
         try:
             root_tree = linux.open_tree(root_fd, "")
         except OSError as exc:
@@ -195,6 +200,10 @@ def run(spec: RunSpec) -> int:
         for item in spec.tmpfs:
             target, _, options = item.partition(":")
             tmpfs.append((target, options or "mode=0755"))
+        points = [("run", "dir"), ("tmp", "dir")]
+        points += [(t, "dir") for t, _ in tmpfs]
+        points += [(t, "dir" if is_dir else "file") for _, t, _, is_dir in binds]
+        _prepare_root(root_fd, points, spec, root)
         pty = spec.console != "pipe"
         stdio = (
             0 if spec.stdin is None else spec.stdin,
@@ -209,6 +218,7 @@ def run(spec: RunSpec) -> int:
             hostname=hostname,
             binds=binds,
             tmpfs=tmpfs,
+            mount_points=points,
             cwd=spec.cwd,
             user=spec.user,
             read_only=spec.read_only,

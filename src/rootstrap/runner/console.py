@@ -43,7 +43,7 @@ def relay(master: int, mode: str, pidfd: int) -> None:
     saved: list[Any] | None = None
     if mode == "interactive" and stdin_tty:
         saved = termios.tcgetattr(0)
-        tty.setraw(0)
+        tty.setraw(0, termios.TCSANOW)  # TCSAFLUSH would drop typed-ahead input
     if os.isatty(1) if mode != "passive" else False:
         _copy_winsize(1, master)
         signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(1, master))

@@ -103,6 +103,23 @@ def require_dir(rootfd: int, name: str, *, create: bool) -> None:
         raise PlanError(f"/{name}: must be a directory (it is {kind})")
 
 
+def make_mount_points(rootfd: int, points: list[tuple[str, str]], *, create: bool) -> None:
+    """Check (with CREATE: make) each (path, "dir"|"file") below ROOTFD, in-root.
+
+    The top-level /proc, /sys and /dev must be directories, never symlinks (HAZARDS 92)."""
+    for name in ("proc", "sys", "dev"):
+        require_dir(rootfd, name, create=create)
+    for path, kind in points:
+        if path.strip("/") in ("proc", "sys", "dev"):
+            continue
+        try:
+            os.close(open_in_root(rootfd, path, create=kind if create else None))
+        except PlanError:
+            if path.strip("/") in ("run", "tmp"):
+                continue  # optional: a read-only image without them simply gets none
+            raise
+
+
 class Mounter:
     """Carries out mounts below one root fd (inside the new mount namespace)."""
 

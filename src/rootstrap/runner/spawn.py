@@ -56,6 +56,7 @@ class Plan:
     hostname: str
     binds: list[tuple[int, str, bool, bool]]  # (open_tree fd of the source, target, ro, is_dir)
     tmpfs: list[tuple[str, str]]  # (target, mount options)
+    mount_points: list[tuple[str, str]]  # (path, "dir" or "file") that must exist in the root
     cwd: str
     user: str | None
     read_only: bool
@@ -175,22 +176,11 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
     else:
         linux.move_mount(plan.root_tree, linux.AT_FDCWD, newroot)
     rootfd = os.open(newroot, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    writable = not plan.read_only
+    # Mount points were made in the image by the host process (it may write where a mapped
+    # root cannot); an ephemeral overlay gets them here, in its throw-away upper layer.
+    writable = plan.ephemeral and not plan.read_only
     m = mounts.Mounter(rootfd, writable)
-    for name in ("proc", "sys", "dev"):
-        mounts.require_dir(rootfd, name, create=writable)
-    extra = [t for t, _ in plan.tmpfs] + [b[1] for b in plan.binds]
-    if writable:
-        for name in ("run", "tmp"):
-            mounts.require_dir(rootfd, name, create=True)
-        for _, target, _, is_dir in plan.binds:
-            kind = "dir" if is_dir else "file"
-            os.close(mounts.open_in_root(rootfd, target, create=kind))
-        for target, _ in plan.tmpfs:
-            os.close(mounts.open_in_root(rootfd, target, create="dir"))
-    else:
-        for target in extra:
-            os.close(mounts.open_in_root(rootfd, target))
+    mounts.make_mount_points(rootfd, plan.mount_points, create=writable)
     # Device nodes in the image are never usable: /dev is ours (HAZARDS 85, 93).
     linux.mount_setattr(
         rootfd,
@@ -205,7 +195,7 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
     for name, mode in (("run", "0755"), ("tmp", "1777")):
         if m.exists(name) == "dir":
             m.fs(name, "tmpfs", tmp_flags, f"mode={mode}")
-    m.writable = writable
+    m.writable = False
     for target, options in sorted(plan.tmpfs, key=lambda t: t[0].count("/")):
         m.fs(target, "tmpfs", tmp_flags, options)
     for tree, target, readonly, is_dir in sorted(plan.binds, key=lambda b: b[1].count("/")):
