@@ -687,3 +687,14 @@ def test_debspec_is_hashable_and_build_checks(tmp_path: Path) -> None:
         build_deb(DebSpec("Bad_Name"), tmp_path)
     deb = build_deb(DebSpec("Bad_Name"), tmp_path, check=False)
     assert "Package: Bad_Name" in read_control(deb)
+
+
+def test_build_deb_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support import debs
+
+    spec = DebSpec("repro", files={"a/b": b"x"}, scripts={"postinst": "#!/bin/sh\n"})
+    first = build_deb(spec, tmp_path / "1", "zstd").read_bytes()
+    monkeypatch.setattr(debs, "_cache", {})  # force a second real dpkg-deb run
+    time.sleep(1.1)  # a different wall-clock second must not leak into the bytes
+    second = build_deb(spec, tmp_path / "2", "zstd").read_bytes()
+    assert first == second

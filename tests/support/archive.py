@@ -39,6 +39,7 @@ Cost: a key takes ~50 ms, an archive of 10 new packages ~0.5 s (debs are cached 
 
 from __future__ import annotations
 
+import atexit
 import email.utils
 import hashlib
 import os
@@ -85,7 +86,9 @@ class TestKey:
         _run_gpg(home, argv, faked_time=faked)
         listing = _run_gpg(home, ["--with-colons", "--list-keys"], faked_time=faked).decode()
         fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-        return cls(home, fpr, uid, faked)
+        key = cls(home, fpr, uid, faked)
+        atexit.register(key.close)  # a forgotten key must not leave a gpg-agent behind
+        return key
 
     def _gpg(self, *args: str, data: bytes | None = None) -> bytes:
         return _run_gpg(self.home, list(args), data=data, faked_time=self._faked_time)
@@ -114,7 +117,9 @@ class TestKey:
         self.armored_keyring.write_bytes(self._gpg("--armor", "--export", self.fingerprint))
 
     def close(self) -> None:
-        """Stop this home's gpg-agent and delete the home."""
+        """Stop this home's gpg-agent and delete the home. Idempotent."""
+        if not self.home.exists():
+            return
         subprocess.run(
             ["gpgconf", "--homedir", str(self.home), "--kill", "all"],
             capture_output=True,
