@@ -604,7 +604,8 @@ def test_tls_server_redirects_to_plain_http(www: Path) -> None:
         assert secure.url.startswith("https://") and secure.ca_file is not None
         secure.fault("/down", "redirect", location=plain.url + "/small.txt")
         context = ssl.create_default_context(cafile=str(secure.ca_file))
-        with httpx.Client(verify=context) as client:
+        silent = socket.create_connection(("127.0.0.1", secure.port))  # never says hello
+        with silent, httpx.Client(verify=context, timeout=5) as client:
             assert client.get(secure.url + "/small.txt").content == b"hello world\n"
             resp = client.get(secure.url + "/down")
             assert resp.status_code == 302

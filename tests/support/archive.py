@@ -25,16 +25,22 @@ Tampering (each re-signs unless said otherwise; pass ``key=`` to sign with anoth
     arch.release_fields["Suite"] = "oldstable"; arch.resign()          # rebuild Release + sign
     arch.resign(key=other_key)                                          # NO_PUBKEY
     arch.resign(sign=("Release.gpg",))                                  # no InRelease
-    arch.sign_text("Origin: x\\n...")                                    # sign arbitrary Release
-    arch.rewrite_index(lambda text: text + extra, compressions=("xz",))  # edit every Packages*
+    arch.resign(digest="SHA1")                                          # weak digest
+    arch.sign_text("Origin: x\n...")                                    # sign arbitrary Release
+    arch.rewrite_index(lambda text: text + extra)        # plain+xz+gz rewritten, Release re-hashed
+    arch.rewrite_index(new, compressions=("xz",))        # only plain+xz; .gz keeps the old text
     arch.replace_file("main/binary-amd64/Packages.xz", b"junk")          # Release NOT updated
-    arch.corrupt("InRelease")                                           # flip a byte, no resign
-    arch.updates.resign()                                               # the -updates suite
+    arch.corrupt("InRelease"); arch.remove("InRelease")                 # no resign
+    arch.updates.resign(); arch.dists["bookworm-updates"]               # the -updates suite
+    arch.main.path / "InRelease"; arch.pool_path("hello"); arch.url_path(deb)  # "/pool/..."
 
-Signatures: ``key.clearsign(data)``, ``key.detach_sign(data)``, ``key.keyring``,
-``key.fingerprint``; ``TestKey.generate(expired=True)`` gives a key that expired (signatures
-made while it was valid: EXPKEYSIG); ``key.clearsign(data, digest="SHA1")`` a weak digest.
-Cost: a key takes ~50 ms, an archive of 10 new packages ~0.5 s (debs are cached per spec).
+Keys: ``key.clearsign(data, digest=)``, ``key.detach_sign(data, digest=, armor=)``,
+``key.keyring`` (binary), ``key.armored_keyring``, ``key.fingerprint``, ``key.revoke()``
+(REVKEYSIG), ``TestKey.generate(expired=True)``: created 2020-01-01, expired a day later, its
+signatures dated 2020-01-01 (EXPKEYSIG). Note gpgv exits 0 on EXPKEYSIG/REVKEYSIG (read its
+``--status-fd`` lines, as apt does), and Sequoia accepts a signature made while the key was
+valid: expiry must be checked by the caller. Cost: a key ~50 ms, a signature ~10-30 ms, an
+archive of 10 new packages ~0.3-0.6 s (debs are cached per spec and process).
 """
 
 from __future__ import annotations

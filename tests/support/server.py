@@ -29,7 +29,10 @@ Fault kinds (``pattern`` is an fnmatch glob on the URL path, e.g. ``/dists/*/InR
 
 ``FaultServer(root, tls=True)`` serves HTTPS with a throwaway self-signed certificate
 (``srv.ca_file`` to trust it) for HTTPS→HTTP redirect tests. Requests are logged in
-``srv.requests`` (method, path with query, headers); ``srv.clear()`` drops faults and the log.
+``srv.requests`` (``LoggedRequest``: method, path with query, case-insensitive headers, the
+fault kind applied or None); ``srv.fault(...)`` returns the ``Fault`` (``.hits`` counts its
+uses); ``srv.clear()`` drops faults and the log; ``srv.url_for(path_or_file)`` builds URLs.
+Two servers on one root (``FaultServer(root)`` twice) make a primary and a fallback mirror.
 """
 
 from __future__ import annotations
@@ -121,9 +124,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def setup(self) -> None:
-        super().setup()
         with self.state.lock:
-            self.state.connections.add(self.connection)
+            self.state.connections.add(self.request)
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
 
     def finish(self) -> None:
         try:
@@ -131,7 +138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         with self.state.lock:
-            self.state.connections.discard(self.connection)
+            self.state.connections.discard(self.request)
 
     def do_GET(self) -> None:
         self._serve(head=False)
@@ -387,7 +394,11 @@ class FaultServer:
             )  # fmt: skip
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(cert, keyfile)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            # Handshake in the handler thread, so a client that never speaks TLS cannot
+            # stall the accept loop.
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
             self.ca_file = cert
             scheme = "https"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
