@@ -194,7 +194,7 @@ def test_image_name_resolves_in_the_store(bb_root: Path) -> None:
 def test_private_network_has_only_lo(bb_root: Path) -> None:
     result = sh(
         bb_root,
-        "ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping-ok",
+        "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping-ok",
         "--private-network",
     )
     out = lines(result.stdout)
