@@ -267,8 +267,11 @@ def fetch_all(
 
 
 def _first_error(futures: list[Future[None]]) -> BaseException:
-    """The error to report: the first integrity/resource error, else the first error."""
+    """The error to report: the first integrity/resource error, else the first error.
+
+    Workers told to stop raise Interrupted; that is a consequence, never the cause."""
     errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+    errors = [e for e in errors if not isinstance(e, Interrupted)] or errors
     for kind in (ResourceError, IntegrityError):
         for exc in errors:
             if isinstance(exc, kind):
@@ -287,7 +290,7 @@ def _download(
             return None
         url = package_url(mirror, pkg)
         try:
-            http.download(url, dest, size=pkg.size, sha256=pkg.sha256)
+            http.download(url, dest, size=pkg.size, sha256=pkg.sha256, stop=stop)
             return dest
         except IntegrityError as exc:
             # HAZARDS 46: never retried on the same mirror; the partial file is gone.

@@ -410,3 +410,24 @@ def test_unusable_cache_directory_is_a_clean_error(
         fetch_all(http, packages, [srv.url], DebCache(blocker / "cache"))
     assert info.value.subject == str(blocker / "cache/debs")
     assert srv.requests == []
+
+
+def test_first_failure_stops_the_other_downloads(
+    http: Http, srv: FaultServer, packages: list[Package], cache: DebCache
+) -> None:
+    srv.fault("*/alpha_*.deb", "slow_drip", interval=0.05, chunk=2048)  # ~10 s for alpha
+    srv.fault("*/delta_*.deb", "status", code=404)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="not found on the mirror"):
+        fetch_all(http, packages, [srv.url], cache)
+    assert time.monotonic() - start < 5  # alpha was abandoned, not waited for
+    alpha = next(p for p in packages if p.name == "alpha")
+    assert not (cache.dir / alpha.deb_name).exists()
+    # its prefix stays for a later run to resume
+    partial = cache.dir / (alpha.deb_name + ".partial")
+    kept = partial.stat().st_size
+    assert 0 < kept < alpha.size
+    srv.clear()
+    got = fetch_all(http, packages, [srv.url], cache)
+    assert _sha(got["alpha"]) == alpha.sha256
+    assert [r.headers["Range"] for r in srv.requests if "alpha" in r.path] == [f"bytes={kept}-"]

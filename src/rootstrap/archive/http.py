@@ -26,6 +26,7 @@ Errors: :class:`~rootstrap.errors.DownloadError` (with :class:`HttpStatusError` 
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import errno
 import fcntl
@@ -44,7 +45,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from rootstrap.errors import DownloadError, IntegrityError, ResourceError
+from rootstrap.errors import DownloadError, IntegrityError, Interrupted, ResourceError
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class _Progress:
         self.hasher = hashlib.sha256()
         self.received = 0
         self.validator: str | None = None  # ETag or Last-Modified, for If-Range
+        self.stop: threading.Event | None = None  # set by another thread: give up now
 
     def check_final(self) -> None:
         if self.size is not None and self.received != self.size:
@@ -253,14 +255,24 @@ class Http:
             yield from self._http_body(progress, start=0, sink=None)
         progress.check_final()
 
-    def download(self, url: str, dest: Path, *, size: int, sha256: str) -> None:
+    def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        size: int,
+        sha256: str,
+        stop: threading.Event | None = None,
+    ) -> None:
         """Fetch URL to DEST atomically: ``DEST.partial`` is written, verified, renamed.
 
         A ``.partial`` left by an earlier run is resumed with ``Range``; wrong or oversized
         partial data is discarded (HAZARDS 39, 40). Concurrent callers (threads or processes)
         for one DEST are serialised by a lock on the partial file; one downloads, the others
         find DEST complete. On ENOSPC the partial file is removed (HAZARDS 107). DEST is never
-        seen incomplete. Cost: one pass over the body, plus a re-hash of any resumed prefix.
+        seen incomplete. Setting STOP makes it raise Interrupted at the next chunk (the partial
+        file is kept for a later resume). Cost: one pass over the body, plus a re-hash of any
+        resumed prefix.
         """
         partial = dest.with_name(dest.name + ".partial")
         try:
@@ -274,18 +286,26 @@ class Http:
                 os.unlink(partial)
                 return
             with os.fdopen(os.dup(fd), "r+b") as f:
-                self._download_locked(url, f, partial, dest, size, sha256)
+                self._download_locked(url, f, partial, dest, size, sha256, stop)
         finally:
             os.close(fd)
 
     # -- download internals ---------------------------------------------------------------------
 
     def _download_locked(
-        self, url: str, f: IO[bytes], partial: Path, dest: Path, size: int, sha256: str
+        self,
+        url: str,
+        f: IO[bytes],
+        partial: Path,
+        dest: Path,
+        size: int,
+        sha256: str,
+        stop: threading.Event | None,
     ) -> None:
         have = os.fstat(f.fileno()).st_size
         for resumed in (True, False):
             progress = _Progress(url, size, sha256, size)
+            progress.stop = stop
             if not resumed or have > size:
                 have = 0  # HAZARDS 40: a partial file larger than the real one restarts
             start = self._prefix(f, progress, have)
@@ -306,6 +326,8 @@ class Http:
             except BaseException as exc:
                 # A prefix from a network fault is kept so the next run resumes it (apt's
                 # partial/); an empty one, or one the server disowned (404...), is not.
+                with contextlib.suppress(OSError):
+                    f.flush()
                 if isinstance(exc, HttpStatusError) or os.fstat(f.fileno()).st_size == 0:
                     _remove(partial)
                 raise
@@ -378,6 +400,8 @@ class Http:
                     break
 
     def _account(self, progress: _Progress, block: bytes) -> None:
+        if progress.stop is not None and progress.stop.is_set():
+            raise Interrupted("download stopped", subject=progress.url)
         if progress.received + len(block) > progress.cap:
             self._overflow(progress)
         progress.hasher.update(block)
