@@ -201,14 +201,14 @@ def test_release_hashes_and_by_hash_match_files(local_mirror: LocalMirror) -> No
         assert hashlib.md5(data).hexdigest() == md5[rel][0]
         by_hash = archive.main.path / Path(rel).parent / "by-hash" / "SHA256" / digest
         assert by_hash.read_bytes() == data
-    plain = archive.index_path(comp="none").read_bytes()
-    assert lzma.decompress(archive.index_path(comp="xz").read_bytes()) == plain
+    plain = archive.index_path(compression="none").read_bytes()
+    assert lzma.decompress(archive.index_path(compression="xz").read_bytes()) == plain
     assert (archive.root / "dists" / "stable").resolve() == archive.main.path.resolve()
 
 
 def test_packages_stanzas_match_the_real_debs(local_mirror: LocalMirror) -> None:
     archive = local_mirror.archive
-    entries = stanzas(archive.index_path(comp="none").read_text())
+    entries = stanzas(archive.index_path(compression="none").read_text())
     names = [e["Package"] for e in entries]
     assert "foreign-arm" in names and "data-all" in names  # wrong-arch and arch:all listed
     assert len(names) == len(MIRROR_PACKAGES)
@@ -239,7 +239,7 @@ def test_updates_suite(local_mirror: LocalMirror) -> None:
     assert rc == 0
     release = updates.release.read_text()
     assert "Suite: stable-updates" in release and "Codename: bookworm-updates" in release
-    (entry,) = stanzas(updates.index_path(comp="none").read_text())
+    (entry,) = stanzas(updates.index_path(compression="none").read_text())
     assert entry["Version"] == "2.10-3+deb12u1"
     assert (local_mirror.archive.root / entry["Filename"]).is_file()
 
@@ -410,13 +410,13 @@ def test_crafted_deb_can_be_put_in_an_archive(
     path = tmp_path / "evil_1.0_amd64.deb"
     path.write_bytes(crafted_deb("evil", [TarEntry("../../etc/x", b"pwned")]))
     archive = archive_factory([path, DebSpec("good")])
-    (entry, _) = stanzas(archive.index_path(comp="none").read_text())
+    (entry, _) = stanzas(archive.index_path(compression="none").read_text())
     assert entry["Filename"] == "pool/main/e/evil/evil_1.0_amd64.deb"
     assert entry["SHA256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     broken = tmp_path / "broken_2.0_all.deb"
     broken.write_bytes(raw_deb([("debian-binary", b"2.0\n")]))
     archive = archive_factory([broken])
-    (entry,) = stanzas(archive.index_path(comp="none").read_text())
+    (entry,) = stanzas(archive.index_path(compression="none").read_text())
     assert (entry["Package"], entry["Version"], entry["Architecture"]) == ("broken", "2.0", "all")
     assert entry["Size"] == str(len(broken.read_bytes()))
 

@@ -225,11 +225,13 @@ class Dist:
         return self.path / "Release.gpg"
 
     def index_path(
-        self, component: str = "main", arch: str | None = None, comp: str = "xz"
+        self, component: str = "main", arch: str | None = None, compression: str = "xz"
     ) -> Path:
-        """Path of ``<component>/binary-<arch>/Packages<.suffix>`` (comp: none, xz, gz, zst)."""
+        """Path of ``<component>/binary-<arch>/Packages<suffix>`` (none, xz, gz, zst, bz2)."""
         arch = arch or self.archs[0]
-        return self.path / component / f"binary-{arch}" / f"Packages{_COMPRESSION_SUFFIX[comp]}"
+        return (
+            self.path / component / f"binary-{arch}" / f"Packages{_COMPRESSION_SUFFIX[compression]}"
+        )
 
     def url_path(self, relative: str = "") -> str:
         """The URL path (``/dists/<name>/<relative>``) of a file, for FaultServer patterns."""
@@ -395,9 +397,9 @@ class Archive:
         return self.main.release_gpg
 
     def index_path(
-        self, component: str = "main", arch: str | None = None, comp: str = "xz"
+        self, component: str = "main", arch: str | None = None, compression: str = "xz"
     ) -> Path:
-        return self.main.index_path(component, arch, comp)
+        return self.main.index_path(component, arch, compression)
 
     def resign(
         self,
