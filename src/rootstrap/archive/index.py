@@ -100,7 +100,8 @@ RELATIONS: Final = frozenset(
 
 
 def _field_re(name: bytes) -> re.Pattern[bytes]:
-    return re.compile(rb"\n" + name + rb":[ \t]*([^\n]*)")
+    # The value with any continuation lines: a folded Provides must not lose its tail.
+    return re.compile(rb"\n" + name + rb":[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
 
 
 _PKG = _field_re(b"Package")
@@ -409,10 +410,11 @@ class IndexTable(PackageSource):
             raw = bytes(self._text[start:end])
             try:
                 fields = parse_stanza(raw, where=self.origin)
-            except ArchiveIndexError as exc:
+            except ArchiveIndexError:
+                # Counted only now: the same error again, with the line number in the index.
                 line = bytes(self._text[:start]).count(b"\n") + 1
-                raise ArchiveIndexError(f"stanza at line {line}: {exc.message}",
-                                        subject=self.origin) from exc  # fmt: skip
+                parse_stanza(raw, where=self.origin, first_line=line)
+                raise
             found = Package.from_fields(fields, self.origin)
             self._cache[i] = found
         return found
