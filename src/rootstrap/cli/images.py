@@ -213,7 +213,9 @@ def import_tar(
 
     if not file.is_file():
         raise UsageError("no such file", subject=str(file))
-    _store().import_tar(file, name or name_from_file(file), read_only=read_only, force=force)
+    _store().import_tar(
+        file, name if name is not None else name_from_file(file), read_only=read_only, force=force
+    )
 
 
 def export_tar(
@@ -233,7 +235,10 @@ def import_fs(
 ) -> None:
     """Copy a directory tree into the store as an image."""
     _store().import_fs(
-        directory, name or directory.absolute().name, read_only=read_only, force=force
+        directory,
+        name if name is not None else directory.absolute().name,
+        read_only=read_only,
+        force=force,
     )
 
 
