@@ -431,3 +431,24 @@ def test_first_failure_stops_the_other_downloads(
     got = fetch_all(http, packages, [srv.url], cache)
     assert _sha(got["alpha"]) == alpha.sha256
     assert [r.headers["Range"] for r in srv.requests if "alpha" in r.path] == [f"bytes={kept}-"]
+
+
+def test_symlinks_planted_in_the_cache_are_not_followed(
+    http: Http, srv: FaultServer, packages: list[Package], cache: DebCache, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    alpha, bravo = packages[0], packages[1]
+    cache.ensure()
+    (cache.dir / (alpha.deb_name + ".partial")).symlink_to(victim)
+    # a "cached" file that is a link to a genuine copy elsewhere is not trusted either
+    elsewhere = tmp_path / "elsewhere.deb"
+    elsewhere.write_bytes((srv.root / bravo.filename).read_bytes())
+    (cache.dir / bravo.deb_name).symlink_to(elsewhere)
+    assert cache.verified(bravo) is None
+    with pytest.raises(ResourceError, match="cannot write"):
+        fetch_all(http, [alpha], [srv.url], cache)
+    assert victim.read_bytes() == b"precious\n"
+    got = fetch_all(http, [bravo], [srv.url], cache)
+    assert not got["bravo"].is_symlink()
+    assert _sha(got["bravo"]) == bravo.sha256

@@ -35,6 +35,7 @@ import logging
 import os
 import random
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -90,12 +91,15 @@ def human_size(n: float) -> str:
 def file_matches(path: Path, size: int, sha256: str) -> bool:
     """Whether PATH is a regular file of SIZE bytes whose SHA256 is SHA256. Costs one full read."""
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size != size:
-                return False
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        # O_NOFOLLOW: a symlink planted in the cache is never "verified" (it is replaced).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return False
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     return digest == sha256
 
 
@@ -331,6 +335,7 @@ class Http:
                 if isinstance(exc, HttpStatusError) or os.fstat(f.fileno()).st_size == 0:
                     _remove(partial)
                 raise
+            # No fsync: a file torn by a crash fails the re-verification every use starts with.
             os.rename(partial, dest)
             return
 
@@ -678,10 +683,13 @@ def _lock_partial(partial: Path) -> int:
     path still names the inode it locked, and starts over if not.
     """
     while True:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NOFOLLOW: never truncate or write through a symlink planted where the partial goes.
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(partial))
             try:
                 now = os.stat(partial)
             except FileNotFoundError:
