@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
 import socket
@@ -207,6 +208,15 @@ def test_429_retry_after_is_honoured(srv: FaultServer, http: Http) -> None:
     assert http.get(srv.url + "/InRelease", max_size=1024) == SMALL
     assert time.monotonic() - start >= 1.0  # backoff is 0.01 s: only Retry-After explains this
     assert len(srv.requests) == 2
+
+
+@pytest.mark.hazard(35)
+def test_retry_after_as_an_http_date(srv: FaultServer, http: Http) -> None:
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: waits 1-2 s
+    srv.fault("/InRelease", "status", code=503, count=1, headers={"Retry-After": when})
+    start = time.monotonic()
+    assert http.get(srv.url + "/InRelease", max_size=1024) == SMALL
+    assert time.monotonic() - start >= 0.9
 
 
 @pytest.mark.hazard(35)
