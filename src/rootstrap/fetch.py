@@ -172,7 +172,10 @@ def package_url(mirror: str, pkg: Package) -> str:
 
 
 def check_free_space(directory: Path, need: int) -> None:
-    """Raise ResourceError unless DIRECTORY's filesystem has NEED bytes free (for non-root)."""
+    """Raise ResourceError unless DIRECTORY's filesystem has NEED bytes free.
+
+    ``f_bavail`` (what an unprivileged user may use), as apt's CheckFreeSpaceBeforeDownload:
+    the blocks reserved for root are the system's margin, not ours."""
     st = os.statvfs(directory)
     have = st.f_bavail * st.f_frsize
     if need > have:
@@ -199,9 +202,11 @@ def fetch_all(
     Cached files are re-verified (size + SHA256) and refetched when corrupt; missing ones are
     downloaded by WORKERS threads, each tried on MIRRORS in order. ON_READY(pkg, path) is called
     from a worker thread as soon as a file is verified, so the caller may unpack while the rest
-    downloads. PROGRESS(bytes done, bytes total) is called after each package. The first
-    failure stops the rest (in-flight downloads finish) and is raised: DownloadError,
-    IntegrityError or ResourceError, each naming the URL or file. Cost: one hash per cached file.
+    downloads. PROGRESS(bytes done, bytes total) is called from a worker after each package.
+    The first failure stops the rest (in-flight downloads at their next chunk, keeping their
+    prefix for a resume) and is raised: DownloadError, IntegrityError or ResourceError, each
+    naming the URL or file; Interrupted on Ctrl-C. Holds the cache's shared lock meanwhile.
+    Cost: one hash per cached file; downloads are hashed while they stream.
     """
     if not mirrors:
         raise DownloadError("no mirror to download from")
