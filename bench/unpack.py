@@ -1,0 +1,104 @@
+"""Benchmark: unpack bookworm minbase's .debs with extract_many vs serial dpkg-deb | tar -x.
+
+Usage: python3 bench/unpack.py [--rounds 3] [--debs DIR] [--workers 2]
+
+The debs are downloaded once into /var/tmp/rootstrap-bench-debs (``debootstrap --print-debs
+--variant=minbase bookworm`` names them, ``apt-get download`` fetches them from the host's
+apt sources, i.e. the host's Debian mirror). Both variants run in the same round, alternating
+which goes first, into fresh directories under /var/tmp; the ratio is per round. The target
+(issue 4) is extract_many ≤ 0.6 × the serial pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rootstrap.recipes import host_mirror
+from rootstrap.unpack import Policy, extract_many, remove_tree
+
+DEFAULT_DIR = Path("/var/tmp/rootstrap-bench-debs")
+
+
+def ensure_debs(where: Path) -> list[Path]:
+    """The minbase .debs in WHERE, downloading them once when the directory is empty."""
+    debs = sorted(where.glob("*.deb"))
+    if debs:
+        return debs
+    where.mkdir(parents=True, exist_ok=True)
+    scratch = Path("/var/tmp") / f"rootstrap-bench-printdebs-{os.getpid()}"
+    names = subprocess.run(
+        ["debootstrap", "--print-debs", "--variant=minbase", "bookworm", str(scratch),
+         host_mirror("debian")],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    subprocess.run(["apt-get", "download", *names], cwd=where, check=True, capture_output=True)
+    return sorted(where.glob("*.deb"))
+
+
+def serial_dpkg(debs: list[Path], dest: Path) -> None:
+    for deb in debs:
+        subprocess.run(
+            f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{dest}'", shell=True, check=True
+        )
+
+
+def ours(debs: list[Path], dest: Path, workers: int) -> None:
+    extract_many(debs, dest, Policy(), workers=workers)
+
+
+def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--debs", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    debs = ensure_debs(args.debs)
+    # Largest first: the long xz streams start early and the tail is short.
+    debs.sort(key=lambda p: p.stat().st_size, reverse=True)
+    print(f"{len(debs)} debs, {sum(p.stat().st_size for p in debs) / 1e6:.1f} MB", flush=True)
+    base = Path("/var/tmp") / f"rootstrap-bench-unpack-{os.getpid()}"
+    ratios = []
+    try:
+        for rnd in range(1, args.rounds + 1):
+            times = {}
+            order = ["dpkg", "ours"] if rnd % 2 else ["ours", "dpkg"]
+            for name in order:
+                dest = base / name
+                remove_tree(dest)
+                dest.mkdir(parents=True)
+                os.sync()
+                if name == "dpkg":
+                    times[name] = timed(serial_dpkg, debs, dest)
+                else:
+                    times[name] = timed(ours, debs, dest, args.workers)
+                remove_tree(dest)
+            ratio = times["ours"] / times["dpkg"]
+            ratios.append(ratio)
+            print(
+                f"round {rnd}: dpkg-deb|tar serial {times['dpkg']:.2f} s, "
+                f"extract_many({args.workers}) {times['ours']:.2f} s, ratio {ratio:.2f}",
+                flush=True,
+            )
+    finally:
+        remove_tree(base)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"median ratio {sorted(ratios)[len(ratios) // 2]:.2f} (target ≤ 0.6); "
+          f"peak RSS main {peak:.0f} MB, largest child {kids:.0f} MB; load {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,805 @@
+"""The safe extractor: tar members into a root filesystem, on directory fds, never path strings.
+
+Why our own: Python's tarfile filters do not fit a rootfs (``tar``/``data`` strip setuid and
+sticky bits, ``data`` drops owners and rejects libc6's absolute symlinks, ``fully_trusted``
+writes through symlinks onto the host; DESIGN.md, research/reliability.md §2.4). The design is
+systemd's ``tar_x`` (``src/shared/tar-util.c``) with the one change a bootstrap needs: symlinks
+already in the root (merged-/usr ``bin -> usr/bin``, or a package's ``usr/share/foo -> /etc``)
+are *followed inside the root* (§2.5), like ``openat2(RESOLVE_IN_ROOT)`` or systemd's
+``chase(CHASE_PREFIX_ROOT)``, so nothing can land outside it (HAZARDS 48-53, CVE-2022-1664,
+CVE-2025-45582).
+
+Each archive goes through two steps:
+
+1. **stage** (CPU: decompress, parse, write contents): every regular file is written into a
+   hidden staging directory inside the root, with its owner, mode (chown before chmod, since
+   chown clears setuid), xattrs and mtime already applied; a manifest records the rest.
+2. **commit** (metadata only): in archive order, directories are created or merged, staged
+   files are renamed over their targets (atomic replacement, dpkg semantics), hardlinks and
+   device nodes are made; symlinks come after every other member of the archive (dpkg's
+   ``tarfn.c`` defers them, so no member is written through a symlink of its own archive);
+   directory modes, owners and mtimes come last, deepest first, so 0000/0500 directories do not
+   block their children (HAZARDS 60).
+
+``extract_many`` stages packages on ``workers`` processes (both cores) and commits them in the
+main process strictly in the given order, so the result is exactly that of a serial extraction
+in that order, conflicts included: the later package wins a shared file, and a directory/file
+clash fails the same way it would serially. Committing is cheap (a rename per file), so it
+keeps up with two stagers.
+
+Open fds stay bounded (root, staging dir, one cached parent, a transient pair while resolving),
+whatever the depth (HAZARDS 112). Memory: one chunk of file data, plus a manifest entry per
+member of the packages in flight, plus a record per directory and symlink of the archive being
+committed (HAZARDS 111). Requires root (owners, device nodes, trusted xattrs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import multiprocessing
+import os
+import secrets
+import stat
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from rootstrap import tarstream
+from rootstrap.errors import DebError, RootstrapError, UnpackError
+from rootstrap.tarstream import Member, TarReader
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 128  # systemd's DEPTH_MAX
+MAX_HOPS = 40  # the kernel's MAXSYMLINKS
+NAME_MAX = 255
+CHUNK = 1 << 20
+
+_O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an extraction allows. The defaults are those for a .deb.
+
+    ``allow_devices``: create char/block devices and FIFOs (otherwise they are an error, or
+    ignored with ``skip_devices``, as import-tar does since the runner supplies /dev).
+    ``allow_pax``: accept PAX headers (import-tar); dpkg rejects them in a .deb.
+    ``max_bytes``: cap on the decompressed tar bytes of the whole call (all archives).
+    ``size_factor``/``size_slack``: a .deb's own cap, ``factor × Installed-Size KiB + slack``
+    (HAZARDS 58; Installed-Size rounds each file up to a KiB, so 4× is generous).
+    ``xattrs``: apply PAX ``SCHILY.xattr.*`` (security.capability and friends).
+    """
+
+    allow_devices: bool = False
+    skip_devices: bool = False
+    allow_pax: bool = False
+    max_bytes: int | None = None
+    size_factor: int = 4
+    size_slack: int = 32 << 20
+    xattrs: bool = True
+
+    def deb_cap(self, installed_size_kib: int | None) -> int | None:
+        """The byte cap for one .deb whose control says INSTALLED_SIZE_KIB."""
+        caps = [self.max_bytes] if self.max_bytes is not None else []
+        if installed_size_kib is not None:
+            caps.append(self.size_factor * installed_size_kib * 1024 + self.size_slack)
+        return min(caps) if caps else None
+
+
+# --- in-root path resolution -------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR_OPENAT2 = 437
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+_openat2_works = True
+
+
+def _openat2_in_root(root_fd: int, path: bytes, flags: int) -> int:
+    """openat2(RESOLVE_IN_ROOT): symlinks and '..' resolved as if ROOT_FD were '/'."""
+    how = (flags | os.O_CLOEXEC).to_bytes(8, "little") + bytes(8)
+    how += (_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS).to_bytes(8, "little")
+    fd = _libc.syscall(_NR_OPENAT2, root_fd, path, how, len(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
+
+
+class _Resolver:
+    """Directory fds for member paths, resolved inside the root; one cached parent fd."""
+
+    def __init__(self, root_fd: int, fail: Callable[[str], UnpackError]) -> None:
+        self.root_fd = root_fd
+        self._fail = fail
+        self._key: tuple[bytes, ...] | None = None
+        self._fd = -1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._key = -1, None
+
+    def parent(self, parts: tuple[bytes, ...]) -> int:
+        """The directory holding PARTS' last component (created in-root when missing).
+        The fd belongs to the resolver: do not close it, and do not keep it."""
+        key = parts[:-1]
+        if key != self._key:
+            fd = self.open_dir(key, create=True)
+            self.close()
+            self._key, self._fd = key, fd
+        return self._fd
+
+    def invalidate(self) -> None:
+        self.close()
+
+    def open_dir(self, parts: tuple[bytes, ...], *, create: bool) -> int:
+        """An O_PATH fd of the directory PARTS resolves to inside the root. The caller closes it."""
+        global _openat2_works
+        if not parts:
+            return os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
+        if _openat2_works:
+            try:
+                return _openat2_in_root(self.root_fd, b"/".join(parts), os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSYS, errno.EPERM, errno.E2BIG, errno.EINVAL):
+                    _openat2_works = False  # seccomp'd or an old kernel: chase by hand
+                elif exc.errno == errno.ENOENT and create:
+                    pass  # chase creates the missing directories
+                else:
+                    raise self._error(exc, parts) from None
+        try:
+            return self.chase(parts, create=create)
+        except OSError as exc:
+            raise self._error(exc, parts) from None
+
+    def _error(self, exc: OSError, parts: tuple[bytes, ...]) -> UnpackError:
+        where = b"/".join(parts).decode("utf-8", "backslashreplace")
+        if exc.errno == errno.ELOOP:
+            return self._fail(f"more than {MAX_HOPS} symlinks resolving {where}")
+        if exc.errno == errno.ENOTDIR:
+            return self._fail(f"{where} is not a directory")
+        if exc.errno == errno.ENAMETOOLONG:
+            return self._fail(f"{where}: path too long")
+        return self._fail(f"cannot open directory {where}: {exc.strerror}")
+
+    def chase(self, parts: tuple[bytes, ...], *, create: bool) -> int:
+        """Resolve PARTS inside the root by hand, one O_NOFOLLOW component at a time: an
+        absolute symlink restarts at the root, '..' never climbs above it, 40 hops at most
+        (systemd's chase with CHASE_PREFIX_ROOT). Holds at most two fds at a time."""
+        todo: deque[bytes] = deque(parts)
+        done: list[bytes] = []
+        fd = os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
+        hops = 0
+        try:
+            while todo:
+                comp = todo.popleft()
+                if comp in (b"", b"."):
+                    continue
+                if comp == b"..":
+                    if done:
+                        done.pop()
+                        os.close(fd)
+                        fd = -1
+                        fd = self._walk_real(done)
+                    continue
+                try:
+                    nfd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(comp, 0o755, dir_fd=fd)
+                    nfd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                mode = os.fstat(nfd).st_mode
+                if stat.S_ISDIR(mode):
+                    os.close(fd)
+                    fd = nfd
+                    done.append(comp)
+                elif stat.S_ISLNK(mode):
+                    os.close(nfd)
+                    hops += 1
+                    if hops > MAX_HOPS:
+                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+                    target = os.readlink(comp, dir_fd=fd)
+                    if target.startswith(b"/"):
+                        os.close(fd)
+                        fd = -1
+                        fd = os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
+                        done = []
+                    todo.extendleft(reversed(target.split(b"/")))
+                else:
+                    os.close(nfd)
+                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            result, fd = fd, -1
+            return result
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _walk_real(self, comps: list[bytes]) -> int:
+        # COMPS were real directories a moment ago: walk them again without following anything.
+        fd = os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
+        for comp in comps:
+            try:
+                nfd = os.open(comp, _O_PATH_DIR, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = nfd
+        return fd
+
+
+# --- members -> manifest --------------------------------------------------------------------------
+
+# Manifest entries (plain tuples: they cross process boundaries by pickle):
+#   ("d", parts, mode, uid, gid, mtime_ns, xattrs)       directory
+#   ("f", parts, staged_name)                            regular file, already staged
+#   ("h", parts, target_parts)                           hardlink to a file of this archive
+#   ("l", parts, target, uid, gid, mtime_ns, xattrs)     symlink
+#   ("n", parts, st_mode, rdev, uid, gid, mtime_ns)      device node or FIFO
+Entry = tuple[object, ...]
+
+
+def _split(name: bytes, fail: Callable[[str], UnpackError]) -> tuple[bytes, ...]:
+    """Member name -> components. A leading '/' means root-relative (GNU tar, PEP 706);
+    '..' anywhere is refused (HAZARDS 48, 49); so are NULs, depth > 128 and over-long names."""
+    if b"\0" in name:
+        raise fail("NUL byte in the name")
+    parts = tuple(p for p in name.split(b"/") if p not in (b"", b"."))
+    if b".." in parts:
+        raise fail("'..' in the member name")
+    if len(parts) > MAX_DEPTH:
+        raise fail(f"nested deeper than {MAX_DEPTH} directories")
+    if any(len(p) > NAME_MAX for p in parts):
+        raise fail(f"a name component is longer than {NAME_MAX} bytes")
+    return parts
+
+
+def _list_path(parts: tuple[bytes, ...]) -> str:
+    """The path as dpkg's info/PKG.list writes it: "/." for the root, else "/a/b"."""
+    return "/" + b"/".join(parts).decode("utf-8", "surrogateescape") if parts else "/."
+
+
+class _Stager:
+    """Reads members, writes regular files' contents into the staging dir, yields entries."""
+
+    def __init__(self, reader: TarReader, stage_fd: int, policy: Policy, prefix: str = "") -> None:
+        self.reader = reader
+        self.stage_fd = stage_fd
+        self.policy = policy
+        self._prefix = prefix.encode()
+        self.paths: list[str] = []
+        self._files: set[tuple[bytes, ...]] = set()
+        self._count = 0
+
+    def fail(self, member: Member, message: str) -> UnpackError:
+        err = self.reader.fail(message, member.display or "(empty name)")
+        assert isinstance(err, UnpackError)
+        return err
+
+    def entries(self) -> Iterator[Entry]:
+        for member in self.reader:
+            entry = self._entry(member)
+            if entry is not None:
+                yield entry
+
+    def _entry(self, m: Member) -> Entry | None:
+        kind = m.type
+        if kind not in tarstream.TREE_TYPES:
+            raise self.fail(m, f"{m.type_name()} is not allowed in a root filesystem archive")
+        parts = _split(m.name, lambda msg: self.fail(m, msg))
+        xattrs = m.xattrs if self.policy.xattrs else {}
+        mode = m.mode & 0o7777
+        if kind == tarstream.DIRECTORY:
+            entry: Entry = ("d", parts, mode, m.uid, m.gid, m.mtime_ns, xattrs)
+        elif not parts:
+            raise self.fail(m, "the root of the archive must be a directory")
+        elif kind in tarstream.REGULAR:
+            entry = ("f", parts, self._stage_file(m, mode, xattrs))
+            self._files.add(parts)
+        elif kind == tarstream.SYMLINK:
+            if not m.linkname or b"\0" in m.linkname:
+                raise self.fail(m, "empty symlink target")
+            entry = ("l", parts, m.linkname, m.uid, m.gid, m.mtime_ns, xattrs)
+        elif kind == tarstream.HARDLINK:
+            entry = ("h", parts, self._link_target(m, parts))
+        else:
+            if not self.policy.allow_devices:
+                if self.policy.skip_devices:
+                    log.info("%s: %s: device node skipped", self.reader.subject, m.display)
+                    return None
+                raise self.fail(m, "device nodes and FIFOs are not allowed in this archive")
+            fmt = {tarstream.CHAR: stat.S_IFCHR, tarstream.BLOCKDEV: stat.S_IFBLK}
+            rdev = os.makedev(m.devmajor, m.devminor) if kind in fmt else 0
+            entry = ("n", parts, fmt.get(kind, stat.S_IFIFO) | mode, rdev, m.uid, m.gid, m.mtime_ns)
+        self.paths.append(_list_path(parts))
+        return entry
+
+    def _link_target(self, m: Member, parts: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        # HAZARDS 53: only a regular file extracted earlier from this same archive.
+        if m.linkname.startswith(b"/"):
+            raise self.fail(m, "hardlink to an absolute path")
+        target = _split(m.linkname, lambda msg: self.fail(m, f"hardlink target: {msg}"))
+        if target not in self._files or target == parts:
+            shown = m.linkname.decode("utf-8", "backslashreplace")
+            raise self.fail(m, f"hardlink to {shown}, not a file extracted before it")
+        return target
+
+    def _stage_file(self, m: Member, mode: int, xattrs: dict[bytes, bytes]) -> bytes:
+        name = b"%s%d" % (self._prefix, self._count)
+        self._count += 1
+        fd = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=self.stage_fd,
+        )
+        try:
+            for chunk in self.reader.data(m, CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            # chown clears setuid/setgid, so it comes before chmod; writes clear
+            # security.capability, so xattrs come after the data (systemd open_inode_finalize).
+            os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, mode)
+            for key, value in xattrs.items():
+                os.setxattr(fd, key, value)
+            os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
+        except OSError as exc:
+            raise self.fail(m, f"cannot write: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        return name
+
+
+# --- manifest -> tree -----------------------------------------------------------------------------
+
+
+class _Committer:
+    """Applies entries to the root in order; symlinks and directory attributes at finish()."""
+
+    def __init__(self, root_fd: int, subject: str) -> None:
+        self.subject = subject
+        self.stage_fd = -1
+        self._current = ""
+        self.resolver = _Resolver(root_fd, self._fail)
+        self._symlinks: list[Entry] = []
+        self._dirs: dict[tuple[bytes, ...], Entry] = {}
+        self._tmp = 0
+
+    def _fail(self, message: str) -> UnpackError:
+        return UnpackError(f"{self._current}: {message}", subject=self.subject)
+
+    def _tmpname(self) -> bytes:
+        self._tmp += 1
+        return b".rootstrap-%d-%d.tmp" % (os.getpid(), self._tmp)
+
+    def add(self, entry: Entry) -> None:
+        parts: tuple[bytes, ...] = entry[1]  # type: ignore[assignment]
+        self._current = _list_path(parts)
+        try:
+            kind = entry[0]
+            if kind == "d":
+                self._dir(parts, entry)
+            elif kind == "f":
+                self._file(parts, entry[2])  # type: ignore[arg-type]
+            elif kind == "l":
+                self._symlinks.append(entry)
+            elif kind == "h":
+                self._hardlink(parts, entry[2])  # type: ignore[arg-type]
+            elif kind == "n":
+                self._node(parts, entry)
+        except OSError as exc:
+            raise self._fail(exc.strerror or str(exc)) from exc
+
+    def finish(self) -> None:
+        """Create the deferred symlinks, then directory attributes deepest first."""
+        try:
+            for entry in self._symlinks:
+                parts: tuple[bytes, ...] = entry[1]  # type: ignore[assignment]
+                self._current = _list_path(parts)
+                self._symlink(parts, entry)
+            self._symlinks.clear()
+            for parts in sorted(self._dirs, key=len, reverse=True):
+                self._current = _list_path(parts)
+                self._dir_attrs(parts, self._dirs[parts])
+            self._dirs.clear()
+        except OSError as exc:
+            raise self._fail(exc.strerror or str(exc)) from exc
+        finally:
+            self.resolver.close()
+
+    def close(self) -> None:
+        self.resolver.close()
+
+    # -- per type --
+
+    def _dir(self, parts: tuple[bytes, ...], entry: Entry) -> None:
+        if not parts:
+            return  # "./": the root keeps its own attributes
+        pfd = self.resolver.parent(parts)
+        name = parts[-1]
+        try:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+        except FileExistsError:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                # A symlink where the package has a directory (merged-/usr bin -> usr/bin):
+                # keep it, as tar --keep-directory-symlink and dpkg do (HAZARDS 52); make
+                # sure it leads to a directory inside the root.
+                os.close(self.resolver.open_dir(parts, create=True))
+                return
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=pfd)  # a file becomes a directory; never the reverse
+                os.mkdir(name, 0o755, dir_fd=pfd)
+        self._dirs[parts] = entry
+
+    def _replace(self, tmp: bytes, src_fd: int, pfd: int, name: bytes) -> None:
+        try:
+            os.rename(tmp, name, src_dir_fd=src_fd, dst_dir_fd=pfd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=src_fd)
+            if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise self._fail("a directory is in the way (it is never replaced)") from None
+            if exc.errno == errno.EXDEV:
+                raise self._fail("crosses a filesystem boundary inside the root") from None
+            raise
+
+    def _file(self, parts: tuple[bytes, ...], staged: bytes) -> None:
+        pfd = self.resolver.parent(parts)
+        self._replace(staged, self.stage_fd, pfd, parts[-1])
+
+    def _hardlink(self, parts: tuple[bytes, ...], target: tuple[bytes, ...]) -> None:
+        tfd = self.resolver.open_dir(target[:-1], create=False)
+        try:
+            st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                raise self._fail("hardlink target is not a regular file")
+            pfd = self.resolver.parent(parts)
+            tmp = self._tmpname()
+            os.link(target[-1], tmp, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+        self._replace(tmp, pfd, pfd, parts[-1])
+
+    def _node(self, parts: tuple[bytes, ...], entry: Entry) -> None:
+        _, _, mode, rdev, uid, gid, mtime = entry
+        assert isinstance(mode, int) and isinstance(rdev, int) and isinstance(mtime, int)
+        assert isinstance(uid, int) and isinstance(gid, int)
+        pfd = self.resolver.parent(parts)
+        tmp = self._tmpname()
+        os.mknod(tmp, mode, rdev, dir_fd=pfd)
+        os.chown(tmp, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        os.chmod(tmp, stat.S_IMODE(mode), dir_fd=pfd)
+        os.utime(tmp, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
+        self._replace(tmp, pfd, pfd, parts[-1])
+
+    def _symlink(self, parts: tuple[bytes, ...], entry: Entry) -> None:
+        _, _, target, uid, gid, mtime, xattrs = entry
+        assert isinstance(target, bytes) and isinstance(mtime, int) and isinstance(xattrs, dict)
+        assert isinstance(uid, int) and isinstance(gid, int)
+        pfd = self.resolver.parent(parts)
+        try:  # a new name needs no temporary (one rename less per symlink on a fresh tree)
+            os.symlink(target, parts[-1], dir_fd=pfd)
+            tmp = parts[-1]
+        except FileExistsError:
+            tmp = self._tmpname()
+            os.symlink(target, tmp, dir_fd=pfd)
+        try:
+            os.chown(tmp, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            for key, value in xattrs.items():
+                os.setxattr(
+                    f"/proc/self/fd/{pfd}/{tmp.decode()}", key, value, follow_symlinks=False
+                )
+            os.utime(tmp, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
+        except OSError:
+            os.unlink(tmp, dir_fd=pfd)
+            raise
+        if tmp != parts[-1]:
+            self._replace(tmp, pfd, pfd, parts[-1])
+
+    def _dir_attrs(self, parts: tuple[bytes, ...], entry: Entry) -> None:
+        _, _, mode, uid, gid, mtime, xattrs = entry
+        assert isinstance(mode, int) and isinstance(mtime, int) and isinstance(xattrs, dict)
+        assert isinstance(uid, int) and isinstance(gid, int)
+        pfd = self.resolver.parent(parts)
+        try:
+            fd = os.open(parts[-1], _O_DIR, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return  # replaced by a kept directory symlink; its target is not ours to change
+            raise
+        try:
+            st = os.fstat(fd)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.fchown(fd, uid, gid)
+            if stat.S_IMODE(st.st_mode) != mode:
+                os.fchmod(fd, mode)
+            for key, value in xattrs.items():
+                os.setxattr(fd, key, value)
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
+
+
+# --- roots, staging -------------------------------------------------------------------------------
+
+
+class _Root:
+    """The root's fd and a hidden staging directory inside it (same filesystem, so staged
+    files are renamed, not copied). The staging name is random, so no package can aim at it."""
+
+    def __init__(self, root: Path, subject: str) -> None:
+        self.path = Path(root)
+        try:
+            self.fd = os.open(self.path, _O_DIR)
+        except OSError as exc:
+            raise UnpackError(f"cannot open the root: {exc.strerror}", subject=str(root)) from exc
+        self.stage_name = f".rootstrap-unpack-{secrets.token_hex(8)}"
+        os.mkdir(self.stage_name, 0o700, dir_fd=self.fd)
+        self.stage_fd = os.open(self.stage_name, _O_DIR, dir_fd=self.fd)
+
+    def close(self) -> None:
+        os.close(self.stage_fd)
+        try:
+            remove_tree(self.path / self.stage_name)
+        finally:
+            os.close(self.fd)
+
+
+def _stage_and_commit(reader: TarReader, root: _Root, policy: Policy, subject: str) -> list[str]:
+    stager = _Stager(reader, root.stage_fd, policy)
+    committer = _Committer(root.fd, subject)
+    committer.stage_fd = root.stage_fd
+    try:
+        for entry in stager.entries():
+            committer.add(entry)
+        committer.finish()
+    finally:
+        committer.close()
+    return stager.paths
+
+
+def extract_tar(
+    tar_stream: BinaryIO, root: Path, policy: Policy = Policy(), *, subject: str | None = None
+) -> list[str]:
+    """Extract the (decompressed) tar TAR_STREAM into ROOT, safely (module docstring).
+
+    Returns the member paths as dpkg's info/PKG.list writes them ("/.", "/usr", "/usr/bin/x"),
+    in archive order. Raises UnpackError naming SUBJECT and the member; ROOT may then hold a
+    partial tree (the caller removes it). Cost: one pass, a rename per file.
+    """
+    subject = subject or str(root)
+    reader = TarReader(
+        tar_stream, subject=subject, max_bytes=policy.max_bytes, allow_pax=policy.allow_pax
+    )
+    r = _Root(root, subject)
+    try:
+        return _stage_and_commit(reader, r, policy, subject)
+    finally:
+        r.close()
+
+
+def _deb_reader(deb_path: Path, stream: BinaryIO, policy: Policy, cap: int | None) -> TarReader:
+    return TarReader(stream, subject=deb_path.name, max_bytes=cap, allow_pax=policy.allow_pax)
+
+
+def extract_deb(deb_path: Path, root: Path, policy: Policy = Policy()) -> list[str]:
+    """Extract the data.tar of the .deb DEB_PATH into ROOT; return its dpkg .list paths.
+    The byte cap is ``policy.deb_cap(Installed-Size)``. Raises DebError or UnpackError."""
+    from rootstrap.deb import open_deb
+
+    deb = open_deb(deb_path)
+    cap = policy.deb_cap(deb.control().installed_size)
+    r = _Root(root, deb.subject)
+    try:
+        with deb.data() as stream:
+            reader = _deb_reader(deb.path, stream, policy, cap)
+            return _stage_and_commit(reader, r, policy, deb.subject)
+    finally:
+        r.close()
+
+
+# --- many packages, two processes -----------------------------------------------------------------
+
+_StageResult = tuple[str, object, object, object]
+
+
+def _stage_worker(
+    deb_path: str, root: str, stage_name: str, prefix: str, policy: Policy
+) -> _StageResult:
+    """In a worker process: stage one .deb; return ("ok", entries, paths, bytes) or an error
+    as plain data (our exceptions take keyword arguments, which pickle does not carry)."""
+    from rootstrap.deb import open_deb
+
+    path = Path(deb_path)
+    try:
+        deb = open_deb(path)
+        cap = policy.deb_cap(deb.control().installed_size)
+        stage_fd = os.open(Path(root, stage_name), _O_DIR)
+        try:
+            with deb.data() as stream:
+                reader = _deb_reader(path, stream, policy, cap)
+                stager = _Stager(reader, stage_fd, policy, prefix)
+                entries = list(stager.entries())
+                return ("ok", entries, stager.paths, reader.consumed)
+        finally:
+            os.close(stage_fd)
+    except RootstrapError as exc:
+        return ("error", type(exc).__name__, (exc.message, exc.subject), exc.hint)
+    except OSError as exc:
+        return ("error", "UnpackError", (f"cannot stage: {exc}", path.name), None)
+
+
+def _raise_from_worker(result: _StageResult) -> None:
+    _, kind, args, hint = result
+    assert isinstance(args, tuple) and (hint is None or isinstance(hint, str))
+    message, subject = args
+    cls = DebError if kind == "DebError" else UnpackError
+    raise cls(str(message), subject=str(subject), hint=hint)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    # fork is the cheapest start (~1 ms, no re-import); forkserver when threads are running,
+    # since forking a threaded parent can copy a held lock into the child.
+    import threading
+
+    return multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+
+
+def extract_many(
+    debs: Iterable[Path], root: Path, policy: Policy = Policy(), workers: int = 2
+) -> dict[Path, list[str]]:
+    """Extract every .deb of DEBS into ROOT, the result identical to extracting them one after
+    another in that order (a later package's file replaces an earlier one's).
+
+    DEBS is consumed lazily, so a generator that yields each .deb as its download completes
+    overlaps downloading with unpacking. Staging runs on WORKERS processes; commits happen here,
+    in order. ``policy.max_bytes`` caps the total; each .deb is also capped by its
+    Installed-Size. Returns {deb: its dpkg .list paths}. Raises DebError/UnpackError naming the
+    .deb and member; ROOT may then hold a partial tree (the caller removes it).
+    """
+    results: dict[Path, list[str]] = {}
+    if workers <= 1:
+        for deb in debs:
+            results[Path(deb)] = extract_deb(Path(deb), root, policy)
+        return results
+    r = _Root(root, str(root))
+    total = 0
+    window = workers + 2  # staged-but-uncommitted packages: bounds staging space and memory
+    inflight: deque[tuple[Path, str, Future[_StageResult]]] = deque()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+    try:
+        feed = iter(debs)
+        exhausted = False
+        index = 0
+        while True:
+            while not exhausted and len(inflight) < window:
+                try:
+                    deb = Path(next(feed))
+                except StopIteration:
+                    exhausted = True
+                    break
+                sub = f"{index}-"
+                index += 1
+                future = pool.submit(
+                    _stage_worker, str(deb), str(r.path), r.stage_name, sub, policy
+                )
+                inflight.append((deb, sub, future))
+            if not inflight:
+                break
+            deb, sub, future = inflight.popleft()
+            result = future.result()
+            if result[0] != "ok":
+                _raise_from_worker(result)
+            _, entries, paths, consumed = result
+            assert isinstance(entries, list) and isinstance(paths, list)
+            assert isinstance(consumed, int)
+            total += consumed
+            if policy.max_bytes is not None and total > policy.max_bytes:
+                raise UnpackError(
+                    f"the packages expand beyond the cap of {policy.max_bytes} bytes",
+                    subject=deb.name,
+                )
+            _commit_staged(r, entries, deb.name)
+            results[deb] = paths
+    finally:
+        for _, _, future in inflight:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        r.close()
+    return results
+
+
+def _commit_staged(r: _Root, entries: list[Entry], subject: str) -> None:
+    committer = _Committer(r.fd, subject)
+    committer.stage_fd = r.stage_fd
+    try:
+        for entry in entries:
+            committer.add(entry)
+        committer.finish()
+    finally:
+        committer.close()
+
+
+# --- removal ---------------------------------------------------------------------------------
+
+
+def _open_walk(top_fd: int, comps: tuple[str, ...]) -> int:
+    """Open the directory TOP_FD/COMPS without following symlinks, making each one searchable
+    on the way (a 0000 directory must not stop its own removal; dpkg CVE-2025-6297)."""
+    fd = os.dup(top_fd)
+    try:
+        for comp in comps:
+            try:
+                nfd = os.open(comp, _O_DIR, dir_fd=fd)
+            except PermissionError:
+                os.chmod(comp, 0o700, dir_fd=fd, follow_symlinks=True)  # a dir, checked by lstat
+                nfd = os.open(comp, _O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove PATH and everything below it, like ``rm -rf`` but: directories are made writable
+    before they are emptied (mode 0000/0500 trees), symlinks are never followed, mount points
+    are never crossed (UnpackError). Open fds stay constant whatever the depth. A missing PATH
+    is fine. Cost: one pass, O(depth) opens per directory."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    dev = st.st_dev
+    top = os.open(path.parent, _O_DIR)
+    try:
+        work: list[tuple[tuple[str, ...], bool]] = [((path.name,), False)]
+        while work:
+            comps, emptied = work.pop()
+            if emptied:
+                pfd = _open_walk(top, comps[:-1])
+                try:
+                    os.rmdir(comps[-1], dir_fd=pfd)
+                finally:
+                    os.close(pfd)
+                continue
+            fd = _open_walk(top, comps)
+            try:
+                dst = os.fstat(fd)
+                if dst.st_dev != dev:
+                    raise UnpackError(
+                        "refusing to remove a mounted filesystem",
+                        subject=str(path.parent.joinpath(*comps)),
+                        hint="unmount it first",
+                    )
+                if stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
+                    os.fchmod(fd, 0o700)
+                subdirs = []
+                for name in os.listdir(fd):
+                    if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                        subdirs.append(name)
+                    else:
+                        os.unlink(name, dir_fd=fd)
+            finally:
+                os.close(fd)
+            work.append((comps, True))
+            work.extend(((*comps, name), False) for name in subdirs)
+    finally:
+        os.close(top)
