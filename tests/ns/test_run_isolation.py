@@ -237,7 +237,7 @@ def test_denied_syscalls_fail_with_eperm(debian_root: Path) -> None:
 @pytest.mark.hazard(90)
 def test_host_fds_do_not_leak_and_cwd_must_be_inside(bb_root: Path, tmp_path: Path) -> None:
     root_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
-    log = open(tmp_path / "log", "w")  # noqa: SIM115 - held open across the run on purpose
+    log = open(tmp_path / "log", "w")
     os.set_inheritable(root_dir, True)
     os.set_inheritable(log.fileno(), True)
     r, w = os.pipe()
