@@ -210,9 +210,10 @@ def _signed_body(data: bytes, subject: str) -> None:
         head = text.lstrip()[:200].lower()
         if head.startswith((b"<!doctype", b"<html", b"<?xml")) or b"<html" in head:
             raise VerificationError(
-                "not a clearsigned file (got an HTML page)",
+                "not a clearsigned file; does the network require authentication? (got an "
+                "HTML page)",
                 subject=subject,
-                hint="does the network require authentication? (a captive portal or proxy login)",
+                hint="a captive portal or a proxy login page answered instead of the mirror",
             )
         if _BEGIN_SIGNED in text:
             raise VerificationError(
