@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+
+# typer bundles its own click (0.29), whose exceptions are not the click package's.
+from typer._click.exceptions import ClickException
 
 from rootstrap.errors import RootstrapError
 
@@ -99,12 +101,12 @@ def main(argv: list[str]) -> int:
         result = app(args=argv, prog_name="rootstrap", standalone_mode=False)
     except RootstrapError as exc:
         return report(exc, debug)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except ClickException as exc:
         exc.show()
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
