@@ -46,7 +46,7 @@ def make_busybox_root(root: Path) -> Path:
     for applet in applets:
         if applet != "busybox":
             (root / "bin" / applet).symlink_to("busybox")
-    for name in ("etc", "proc", "sys", "dev", "tmp", "run", "root", "mnt"):
+    for name in ("etc", "proc", "sys", "dev", "tmp", "run", "root", "mnt", "usr"):
         (root / name).mkdir(exist_ok=True)
     (root / "tmp").chmod(0o1777)
     (root / "etc/passwd").write_text(
