@@ -18,14 +18,13 @@ p kallsyms-addresses 'grep -qv "^0000000000000000" /proc/kallsyms'
 p sysrq 'echo h > /proc/sysrq-trigger'
 p proc-sys-write 'echo 1 > /proc/sys/kernel/ns_last_pid'
 p sys-rw 'grep -q "^sysfs /sys sysfs rw" /proc/mounts'
-p host-pid-1 'grep -qv -e rootstrap -e python -e sh -e systemd-nspawn /proc/1/cmdline'
+p host-pids 'test $(ls -d /proc/[0-9]* | wc -l) -gt 10'
 p host-mounts 'grep -q " /work " /proc/self/mountinfo'
 p host-disk 'test -b /dev/vda || test -b /dev/sda'
 p mem 'head -c1 /dev/mem'
 p kmsg 'timeout 1 head -c1 /proc/kmsg | grep -q .'
 p host-pts 'test -e /dev/pts/1'
 p swapon 'swapon /dev/null 2>&1 | grep -qv "Operation not permitted"'
-p module 'insmod /nonexistent.ko 2>&1 | grep -qv "Operation not permitted"'
 """
 
 
