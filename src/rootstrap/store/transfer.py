@@ -68,13 +68,13 @@ def name_from_file(file: Path) -> str:
     return name
 
 
-def copy_tree(src: Path, dst: Path) -> None:
+def copy_tree(src: Path, dst: Path, *, subject: str | None = None) -> None:
     """Copy the contents and attributes of directory SRC into the empty directory DST.
 
     One filesystem only (-x): a mount inside SRC is not copied. Cost: GNU cp's own."""
     run_tool(
         ["cp", "-a", "-x", "--reflink=auto", "--no-target-directory", "--", str(src), str(dst)],
-        subject=str(dst),
+        subject=subject or str(dst),
     )
 
 
@@ -93,7 +93,7 @@ def clone(
     with lock_image(src_path, exclusive=False), store.create(dst, force=force) as new:
         if not _snapshot(store, src_path, new, read_only):
             new.make_dir()
-            _filling(new, lambda: copy_tree(src_path, new.path))
+            _filling(new, lambda: copy_tree(src_path, new.path, subject=new.name))
             return new.publish(read_only=read_only)
         return new.publish()
 
@@ -140,7 +140,7 @@ def import_fs(
         raise UsageError("not a directory", subject=str(directory))
     with store.create(name, force=force) as new:
         new.make_dir()
-        _filling(new, lambda: copy_tree(directory, new.path))
+        _filling(new, lambda: copy_tree(directory, new.path, subject=new.name))
         return new.publish(read_only=read_only)
 
 

@@ -44,7 +44,7 @@ def loop_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 if why:
                     pytest.skip(why)
                 path = stack.enter_context(
-                    loop_filesystem(kind, tmp_path_factory.mktemp(f"loop-{kind}"))
+                    loop_filesystem(kind, tmp_path_factory.mktemp(f"loop-{kind}"), size_mb=1024)
                 )
             self[kind] = path
             return path
@@ -96,8 +96,10 @@ def make_rich_tree(root: Path) -> Path:
     """A small bootable tree (static busybox) with setuid, hardlinks, xattrs, an ACL,
     security.capability, device nodes, a fifo, a sparse file, odd owners and old mtimes."""
     assert BUSYBOX, "busybox-static is needed (tests/setup-host.sh installs it)"
-    for d in ("bin", "etc", "usr/lib", "dev", "proc", "sys", "tmp", "var/empty", "srv/deep/er"):
+    for d in ("bin", "etc", "usr/lib", "dev", "proc", "sys", "tmp", "run", "root", "var/empty",
+              "srv/deep/er"):  # fmt: skip
         (root / d).mkdir(parents=True, exist_ok=True)
+    os.symlink("usr/lib", root / "lib")  # nspawn adds it to a read-write tree otherwise
     shutil.copy2(BUSYBOX, root / "bin/busybox")
     for tool in ("sh", "true", "touch", "cat", "ls", "id"):
         os.symlink("busybox", root / "bin" / tool)
