@@ -155,3 +155,20 @@ def test_backjumping_still_finds_the_one_working_choice() -> None:
     plan = resolve(index_of(*packages), RECIPE, variant="custom", include=["root"], arch="amd64")
     assert "yy" in plan and "xx" not in plan
     assert all(f"a{i}" in plan for i in range(30))
+
+
+def test_search_is_bounded_on_a_pigeonhole() -> None:
+    """8 pigeons, 7 holes: no backjumping helps; the search stops with a clean error."""
+    packages = []
+    for i in range(8):
+        holes = " | ".join(f"p{i}-h{j}" for j in range(7))
+        packages.append(pkg(f"pigeon{i}", Depends=holes))
+        packages += [pkg(f"p{i}-h{j}", Provides=f"hole{j}", Conflicts=f"hole{j}") for j in range(7)]
+    seeds = [Seed(f"pigeon{i}", "--include") for i in range(8)]
+    solver = Solver(index_of(*packages), "amd64")
+    started = time.perf_counter()
+    with pytest.raises(ResolveError) as info:
+        solver.solve(seeds)
+    assert time.perf_counter() - started < 10
+    assert info.value.hint is not None and "gave up after 5000 retries" in info.value.hint
+    assert "conflicts with" in str(info.value)

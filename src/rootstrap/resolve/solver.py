@@ -186,7 +186,13 @@ class Solver:
         while True:
             self.backtracks += 1
             if self.backtracks > MAX_BACKTRACKS:
-                raise first.error
+                error = first.error
+                raise ResolveError(
+                    error.message,
+                    subject=error.subject,
+                    hint=f"the search gave up after {MAX_BACKTRACKS} retries of other choices; "
+                    "--include or --exclude packages to narrow it",
+                )
             del stack[max(failure.levels, default=0) :]
             if not stack:
                 raise first.error
