@@ -58,8 +58,9 @@ def _arch_matches(pattern: str, arch: str) -> bool:
     if pattern in ("any", arch):
         return True
     # Plain Debian architecture names are linux-<cpu>, except the kfreebsd-/hurd- ports.
-    os_name, _, cpu = arch.rpartition("-") if arch.startswith(("kfreebsd-", "hurd-")) else (
-        "linux", "", arch)  # fmt: skip
+    os_name, cpu = "linux", arch
+    if arch.startswith(("kfreebsd-", "hurd-")):
+        os_name, _, cpu = arch.partition("-")
     os_part, sep, cpu_part = pattern.partition("-")
     if not sep:
         return False
