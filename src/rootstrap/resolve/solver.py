@@ -385,8 +385,7 @@ class Solver:
             return f"{dep.name} {chosen.version} is already selected ({by})"
         providers = self.index.providers(dep.name)
         if not candidates and not providers:
-            if self.index.candidates(dep.name):
-                return f"{dep.name} has no {self.arch} package"
+            # The index holds only this architecture's and ``all`` stanzas (HAZARDS 32).
             return f"no index has {dep.name}"
         if candidates:
             if dep.arch and not any(arch_ok(p, dep, self.arch) for p in candidates):
