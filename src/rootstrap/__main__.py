@@ -6,6 +6,10 @@ The verbs that start containers take a lean path that never imports typer, httpx
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Verbs served by rootstrap.cli.lean (argparse only); every other verb goes through typer.
 LEAN_VERBS = frozenset({"run", "boot", "shell"})
@@ -25,12 +29,29 @@ def _verb(argv: list[str]) -> str | None:
     return None
 
 
+def _lean_main() -> Callable[[list[str]], int]:
+    """rootstrap.cli.lean's main, loaded without running rootstrap/cli/__init__.py (which
+    imports typer and click, ~100 ms, on every start). importlib.machinery is already in
+    memory (frozen), and its loader still uses the bytecode cache."""
+    import importlib.machinery
+    import os
+
+    name = "rootstrap.cli.lean"
+    path = os.path.join(os.path.dirname(__file__), "cli", "lean.py")
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    module = type(sys)(name)
+    module.__file__ = path
+    module.__loader__ = loader
+    sys.modules[name] = module
+    loader.exec_module(module)
+    lean_main: Callable[[list[str]], int] = module.main
+    return lean_main
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if _verb(argv) in LEAN_VERBS:
-        from rootstrap.cli.lean import main as lean_main
-
-        return lean_main(argv)
+        return _lean_main()(argv)
     from rootstrap.cli import main as typer_main
 
     return typer_main(argv)

@@ -1,4 +1,4 @@
-"""The lean command line for run (and later boot, shell): argparse only, no typer.
+"""The lean command line for run (and later boot, shell): no typer, not even argparse.
 
 ``rootstrap run IMAGE /bin/true`` has a budget of a few tens of milliseconds (DESIGN.md,
 Targets), so this module imports nothing heavy; errors print exactly like the typer boundary
@@ -7,30 +7,33 @@ Targets), so this module imports nothing heavy; errors print exactly like the ty
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import sys
-import traceback
-from pathlib import Path
-from typing import NoReturn
 
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
 
 DEFAULT_STORE = "/var/lib/machines"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Options of `run` that take a value (so the command can be told apart from them).
-_VALUED = frozenset(
-    "-D --directory --bind --bind-ro --tmpfs -E --setenv --chdir -u --user --hostname -M "
-    "--machine --capability --drop-capability --system-call-filter --private-users --console "
-    "--no-new-privileges".split()
-)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def _valid_name(name: str) -> bool:
+    """machinectl's rule for image names: [A-Za-z0-9._-], 1-64 long, no leading dot/dash."""
+    return (
+        0 < len(name) <= 64
+        and name[0] not in ".-"
+        and ".." not in name
+        and all(c in _NAME_CHARS for c in name)
+    )
+
+
 _GLOBAL_VALUED = frozenset({"--store", "--cache-dir"})
 
 
 def report(exc: RootstrapError, debug: bool) -> int:
     """Print an error as the typer boundary does (rootstrap.cli.report), return its code."""
     if debug:
+        import traceback
+
         traceback.print_exc()
     print(f"error: {exc}", file=sys.stderr)
     if exc.hint:
@@ -38,9 +41,115 @@ def report(exc: RootstrapError, debug: bool) -> int:
     return exc.exit_code
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, hint=f"see '{self.prog} --help'")
+# name -> (key, kind): "value" takes an argument, "list" may repeat, "flag" takes none.
+_RUN_OPTIONS: dict[str, tuple[str, str]] = {
+    "-D": ("directory", "value"),
+    "--directory": ("directory", "value"),
+    "--bind": ("bind", "list"),
+    "--bind-ro": ("bind_ro", "list"),
+    "--tmpfs": ("tmpfs", "list"),
+    "-E": ("setenv", "list"),
+    "--setenv": ("setenv", "list"),
+    "--chdir": ("chdir", "value"),
+    "-u": ("user", "value"),
+    "--user": ("user", "value"),
+    "--hostname": ("hostname", "value"),
+    "-M": ("machine", "value"),
+    "--machine": ("machine", "value"),
+    "--read-only": ("read_only", "flag"),
+    "-x": ("ephemeral", "flag"),
+    "--ephemeral": ("ephemeral", "flag"),
+    "--private-network": ("private_network", "flag"),
+    "--capability": ("capability", "list"),
+    "--drop-capability": ("drop_capability", "list"),
+    "--no-new-privileges": ("no_new_privileges", "value"),
+    "--system-call-filter": ("system_call_filter", "list"),
+    "--private-users": ("private_users", "value"),
+    "--console": ("console", "value"),
+    "-P": ("pipe", "flag"),
+    "--pipe": ("pipe", "flag"),
+    "-a": ("as_pid2", "flag"),
+    "--as-pid2": ("as_pid2", "flag"),
+}
+_VALUED = frozenset(k for k, (_, kind) in _RUN_OPTIONS.items() if kind != "flag")
+
+RUN_USAGE = """usage: rootstrap run (NAME | -D DIR) [OPTIONS] [--] CMD [ARG...]
+
+Run a command in an image in new namespaces (systemd-nspawn's option names).
+
+  -D, --directory DIR        the root directory instead of an image NAME
+  --bind SRC[:DST[:OPTS]]    bind a host path (OPTS: rbind|norbind)
+  --bind-ro SRC[:DST[:OPTS]] the same, read-only
+  --tmpfs PATH[:OPTS]        a tmpfs at PATH
+  -E, --setenv NAME[=VALUE]  set an environment variable
+  --chdir DIR                working directory inside
+  -u, --user NAME            run as NAME (from the image's /etc/passwd)
+  --hostname NAME            hostname (default: the machine name)
+  -M, --machine NAME         machine name (default: the image's name)
+  --read-only                mount the image read-only
+  -x, --ephemeral            throw-away overlay, the image is not changed
+  --private-network          only a loopback interface
+  --capability CAPS          add to the bounding set (CAP_X,CAP_Y or all)
+  --drop-capability CAPS     remove from the bounding set
+  --no-new-privileges BOOL   no_new_privs (default yes for run)
+  --system-call-filter LIST  allow (NAME, @group) or deny (~NAME) system calls
+  --private-users MODE       no|yes|pick|identity|UID[:COUNT]: a user namespace
+  --console MODE             interactive|read-only|passive|pipe (-P = pipe)
+"""
+
+
+class _Options:
+    """Parsed ``run`` options (attributes named after the long options)."""
+
+    def __init__(self) -> None:
+        self.directory: str | None = None
+        self.bind: list[str] = []
+        self.bind_ro: list[str] = []
+        self.tmpfs: list[str] = []
+        self.setenv: list[str] = []
+        self.chdir = "/"
+        self.user: str | None = None
+        self.hostname: str | None = None
+        self.machine: str | None = None
+        self.read_only = False
+        self.ephemeral = False
+        self.private_network = False
+        self.capability: list[str] = []
+        self.drop_capability: list[str] = []
+        self.no_new_privileges = "yes"
+        self.system_call_filter: list[str] = []
+        self.private_users = "no"
+        self.console: str | None = None
+        self.pipe = False
+        self.as_pid2 = False
+
+
+def _parse_run_options(options: list[str]) -> _Options:
+    """Parse the option words _split_run collected; UsageError on anything unknown."""
+    ns = _Options()
+    i = 0
+    while i < len(options):
+        word = options[i]
+        key, eq, value = word.partition("=")
+        if key not in _RUN_OPTIONS:
+            raise UsageError(f"unknown option {key}", hint="see 'rootstrap run --help'")
+        attr, kind = _RUN_OPTIONS[key]
+        if kind == "flag":
+            if eq:
+                raise UsageError(f"{key} takes no value", subject=word)
+            setattr(ns, attr, True)
+        else:
+            if not eq:
+                i += 1
+                if i >= len(options):
+                    raise UsageError(f"{key} needs a value", hint="see 'rootstrap run --help'")
+                value = options[i]
+            if kind == "list":
+                getattr(ns, attr).append(value)
+            else:
+                setattr(ns, attr, value)
+        i += 1
+    return ns
 
 
 def resolve_image(store: str, name: str) -> str:
@@ -48,7 +157,7 @@ def resolve_image(store: str, name: str) -> str:
 
     (The image store module will take this over; keep the contract: returns a path, raises
     UsageError for an invalid name and ImageNotFound for a missing image.)"""
-    if not _NAME.fullmatch(name) or ".." in name:
+    if not _valid_name(name):
         raise UsageError(
             "invalid image name", subject=name, hint="names are [A-Za-z0-9._-], 1-64 long"
         )
@@ -86,31 +195,6 @@ def _split_run(args: list[str]) -> tuple[list[str], str | None, list[str]]:
             return options, name, args[i:]
         i += 1
     return options, name, []
-
-
-def _run_parser() -> _Parser:
-    p = _Parser(prog="rootstrap run", add_help=True, description="Run a command in an image.")
-    p.add_argument("-D", "--directory")
-    p.add_argument("--bind", action="append", default=[])
-    p.add_argument("--bind-ro", action="append", default=[])
-    p.add_argument("--tmpfs", action="append", default=[])
-    p.add_argument("-E", "--setenv", action="append", default=[])
-    p.add_argument("--chdir", default="/")
-    p.add_argument("-u", "--user")
-    p.add_argument("--hostname")
-    p.add_argument("-M", "--machine")
-    p.add_argument("--read-only", action="store_true")
-    p.add_argument("-x", "--ephemeral", action="store_true")
-    p.add_argument("--private-network", action="store_true")
-    p.add_argument("--capability", action="append", default=[])
-    p.add_argument("--drop-capability", action="append", default=[])
-    p.add_argument("--no-new-privileges", default="yes")
-    p.add_argument("--system-call-filter", action="append", default=[])
-    p.add_argument("--private-users", default="no")
-    p.add_argument("--console")
-    p.add_argument("-P", "--pipe", action="store_true")
-    p.add_argument("-a", "--as-pid2", action="store_true", help="(the default for run)")
-    return p
 
 
 def _bool(value: str, option: str) -> bool:
@@ -160,9 +244,9 @@ def run_main(args: list[str], store: str) -> int:
     """``rootstrap run``: parse nspawn-style options and hand a RunSpec to the runner."""
     options, name, command = _split_run(args)
     if "-h" in options or "--help" in options:
-        _run_parser().print_help()
+        print(RUN_USAGE, end="")
         return 0
-    ns = _run_parser().parse_args(options)
+    ns = _parse_run_options(options)
     if (name is None) == (ns.directory is None):
         raise UsageError(
             "name an image or give -D DIR (not both)", hint="rootstrap run (NAME | -D DIR) [--] CMD"
@@ -199,11 +283,11 @@ def run_main(args: list[str], store: str) -> int:
     if console is None:
         console = "interactive" if os.isatty(0) and os.isatty(1) else "pipe"
     spec = RunSpec(
-        root=Path(root),
+        root=root,
         argv=command,
         env=env,
         hostname=ns.hostname or machine,
-        binds=[Bind(source=Path(s), target=t, readonly=ro) for s, t, ro in binds],
+        binds=[Bind(source=s, target=t, readonly=ro) for s, t, ro in binds],
         tmpfs=ns.tmpfs,
         cwd=ns.chdir,
         user=ns.user,

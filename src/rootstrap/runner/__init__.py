@@ -15,68 +15,115 @@ from __future__ import annotations
 
 import os
 import signal
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path  # imagelock imports it anyway
+from typing import TYPE_CHECKING
 
 from rootstrap.errors import RunnerError, UsageError
 from rootstrap.imagelock import lock_image
 from rootstrap.runner import caps, linux, seccomp, spawn
-from rootstrap.runner.console import MODES as CONSOLE_MODES
+
+if TYPE_CHECKING:
+    StrPath = str | os.PathLike[str]
+
+CONSOLE_MODES = ("interactive", "read-only", "passive", "pipe")
 
 __all__ = ["CONSOLE_MODES", "Bind", "RunSpec", "run"]
 
 
-@dataclass(frozen=True)
 class Bind:
     """A host path SOURCE mounted at TARGET (an absolute path inside the container)."""
 
-    source: Path
-    target: str
-    readonly: bool = False
+    __slots__ = ("readonly", "source", "target")
+
+    def __init__(self, source: StrPath, target: str, readonly: bool = False) -> None:
+        self.source = os.fspath(source)
+        self.target = target
+        self.readonly = readonly
+
+    def __repr__(self) -> str:
+        return f"Bind({self.source!r}, {self.target!r}, readonly={self.readonly})"
 
 
-@dataclass(frozen=True)
 class RunSpec:
-    """What to run and how. Defaults follow ``systemd-nspawn`` for a plain command, except
-    that ``run`` keeps NoNewPrivs on and CAP_SYS_ADMIN out (HAZARDS 82-84; see caps.py).
+    """What to run and how (treat it as immutable). Defaults follow ``systemd-nspawn`` for a
+    plain command, except that ``run`` keeps NoNewPrivs on and CAP_SYS_ADMIN out
+    (HAZARDS 82-84; see caps.py).
 
+    root: the image directory. argv: the command, looked up in the container's PATH.
+    env: added to the scrubbed environment (PATH, container=rootstrap, container_uuid, HOME,
+    TERM). hostname: default the root's base name. binds, tmpfs ("PATH[:OPTS]"): extra mounts.
     capabilities: the bounding set (bare names like "CHOWN"); None = caps.RUN_DEFAULT
     (+ NET_ADMIN with private_network). drop_capabilities is removed from it.
     syscall_filter: nspawn ``--system-call-filter=`` values ("@keyring", "~@mount", ...).
     private_users: None, or (host uid base, count) for a user namespace.
+    console: "pipe" (stdio passed through) or "interactive"/"read-only"/"passive" (a pty).
     stdin/stdout/stderr: fds passed as the payload's 0/1/2 (None: inherit ours).
+    lock: take the image lock (LOCK_EX, or LOCK_SH when read_only or ephemeral).
     as_pid1: exec the command as PID 1 (an init); otherwise a reaper is PID 1.
+
+    (A plain class rather than a dataclass: importing dataclasses costs ~5 ms of the
+    ``run`` budget.)
     """
 
-    root: Path
-    argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=dict)
-    hostname: str | None = None
-    binds: Sequence[Bind] = ()
-    tmpfs: Sequence[str] = ()
-    cwd: str = "/"
-    user: str | None = None
-    read_only: bool = False
-    ephemeral: bool = False
-    private_network: bool = False
-    capabilities: frozenset[str] | None = None
-    drop_capabilities: frozenset[str] = frozenset()
-    no_new_privileges: bool = True
-    syscall_filter: Sequence[str] = ()
-    private_users: tuple[int, int] | None = None
-    console: str = "pipe"
-    stdin: int | None = None
-    stdout: int | None = None
-    stderr: int | None = None
-    lock: bool = True
-    as_pid1: bool = False
+    def __init__(
+        self,
+        root: StrPath,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        hostname: str | None = None,
+        binds: Sequence[Bind] = (),
+        tmpfs: Sequence[str] = (),
+        cwd: str = "/",
+        user: str | None = None,
+        read_only: bool = False,
+        ephemeral: bool = False,
+        private_network: bool = False,
+        capabilities: frozenset[str] | None = None,
+        drop_capabilities: frozenset[str] = frozenset(),
+        no_new_privileges: bool = True,
+        syscall_filter: Sequence[str] = (),
+        private_users: tuple[int, int] | None = None,
+        console: str = "pipe",
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        lock: bool = True,
+        as_pid1: bool = False,
+    ) -> None:
+        self.root = os.fspath(root)
+        self.argv = tuple(argv)
+        self.env = dict(env or {})
+        self.hostname = hostname
+        self.binds = tuple(binds)
+        self.tmpfs = tuple(tmpfs)
+        self.cwd = cwd
+        self.user = user
+        self.read_only = read_only
+        self.ephemeral = ephemeral
+        self.private_network = private_network
+        self.capabilities = capabilities
+        self.drop_capabilities = drop_capabilities
+        self.no_new_privileges = no_new_privileges
+        self.syscall_filter = tuple(syscall_filter)
+        self.private_users = private_users
+        self.console = console
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.lock = lock
+        self.as_pid1 = as_pid1
+
+    def __repr__(self) -> str:
+        return f"RunSpec({self.root!r}, {list(self.argv)!r})"
 
 
 def pick_uid_range(machine: str) -> tuple[int, int]:
     """nspawn's ``--private-users=pick``: a 64K range in 0x80000..0x6FFF0000 hashed from the
     machine name (systemd picks the first free one; we take the hash)."""
+    import zlib
+
     slots = (0x6FFF0000 - 0x80000) // 0x10000
     return 0x80000 + (zlib.crc32(machine.encode()) % slots) * 0x10000, 0x10000
 
@@ -169,7 +216,7 @@ def run(spec: RunSpec) -> int:
             # A writable run excludes every other user; read-only and ephemeral runs share
             # (HAZARDS 99, 100). The fd is the directory itself, so a rename cannot swap
             # the tree under us (105), and the lock dies with us (104).
-            lock = lock_image(spec.root, exclusive=not (spec.read_only or spec.ephemeral))
+            lock = lock_image(Path(spec.root), exclusive=not (spec.read_only or spec.ephemeral))
             root_fd = lock.fd
         else:
             try:

@@ -16,8 +16,6 @@ import termios
 import tty
 from typing import Any
 
-MODES = ("interactive", "read-only", "passive", "pipe")
-
 
 def _copy_winsize(src: int, dst: int) -> None:
     try:

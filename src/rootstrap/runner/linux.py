@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -51,7 +50,7 @@ MOUNT_ATTR_NOEXEC = 0x8
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
-_ARCH = platform.machine()
+_ARCH = os.uname().machine
 # (pivot_root, capset) per architecture; the rest below are shared numbers.
 _NR = {"x86_64": (155, 126), "aarch64": (41, 91)}
 if _ARCH not in _NR:  # pragma: no cover - only the two supported architectures run tests

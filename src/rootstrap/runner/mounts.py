@@ -193,7 +193,7 @@ class Mounter:
 # nspawn mount_all() and runc's defaults: files hidden behind a read-only /dev/null, and
 # directories behind an empty read-only tmpfs.
 PROC_MASKED = (
-    "kcore keys kallsyms timer_list timer_stats sched_debug latency_stats sysrq-trigger "
+    "kcore keys kallsyms kmsg timer_list timer_stats sched_debug latency_stats sysrq-trigger "
     "acpi scsi asound"
 ).split()
 PROC_READONLY = "bus fs irq".split()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 _GROUP_LISTS: dict[str, list[str]] = {
     "@clock": (
@@ -162,7 +161,7 @@ class Filter:
             raise OSError(errno.ENOMEM, "seccomp_init failed")
         self._ctx = ctx
         lib.seccomp_attr_set(ctx, _FLTATR_CTL_NNP, 0)
-        for arch in _SECONDARY_ARCHES.get(platform.machine(), ()):
+        for arch in _SECONDARY_ARCHES.get(os.uname().machine, ()):
             token = lib.seccomp_arch_resolve_name(arch.encode())
             if token:
                 lib.seccomp_arch_add(ctx, token)  # EEXIST or unsupported: fine

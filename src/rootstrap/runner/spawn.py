@@ -25,7 +25,6 @@ import os
 import signal
 import struct
 import sys
-from dataclasses import dataclass
 from typing import NoReturn
 
 from rootstrap.runner import caps, devices, linux, mounts, seccomp
@@ -45,33 +44,56 @@ EXIT_SETUP = 125  # pid 1 failed before the payload ran
 EXIT_NOEXEC = 127
 
 
-@dataclass
 class Plan:
     """Everything the children need, prepared (and validated) by the host process."""
 
-    root_fd: int  # the locked image directory (O_RDONLY, opened in the host namespace)
-    root_tree: int  # open_tree(2) clone of it, attachable in the new mount namespace
-    argv: list[str]
-    env: dict[str, str]
-    hostname: str
-    binds: list[tuple[int, str, bool, bool]]  # (open_tree fd of the source, target, ro, is_dir)
-    tmpfs: list[tuple[str, str]]  # (target, mount options)
-    mount_points: list[tuple[str, str]]  # (path, "dir" or "file") that must exist in the root
-    cwd: str
-    user: str | None
-    read_only: bool
-    ephemeral: bool
-    private_network: bool
-    keep_caps: frozenset[str]
-    denied_syscalls: set[str]
-    no_new_privileges: bool
-    console: str
-    stdio: tuple[int, int, int]
-    uid_map: tuple[int, int] | None  # (host base, count) for --private-users
-    as_pid1: bool = False
-    status_w: int = -1
-    go_r: int = -1
-    filter: seccomp.Filter | None = None
+    def __init__(
+        self,
+        *,
+        root_fd: int,
+        root_tree: int,
+        argv: list[str],
+        env: dict[str, str],
+        hostname: str,
+        binds: list[tuple[int, str, bool, bool]],
+        tmpfs: list[tuple[str, str]],
+        mount_points: list[tuple[str, str]],
+        cwd: str,
+        user: str | None,
+        read_only: bool,
+        ephemeral: bool,
+        private_network: bool,
+        keep_caps: frozenset[str],
+        denied_syscalls: set[str],
+        no_new_privileges: bool,
+        console: str,
+        stdio: tuple[int, int, int],
+        uid_map: tuple[int, int] | None,
+        as_pid1: bool = False,
+    ) -> None:
+        self.root_fd = root_fd  # the locked image directory, opened in the host namespace
+        self.root_tree = root_tree  # open_tree(2) clone of it, attachable in the new namespace
+        self.argv = argv
+        self.env = env
+        self.hostname = hostname
+        self.binds = binds  # (open_tree fd of the host source, target, readonly, is_dir)
+        self.tmpfs = tmpfs  # (target, mount options)
+        self.mount_points = mount_points  # (path, "dir" or "file") that must exist in the root
+        self.cwd = cwd
+        self.user = user
+        self.read_only = read_only
+        self.ephemeral = ephemeral
+        self.private_network = private_network
+        self.keep_caps = keep_caps
+        self.denied_syscalls = denied_syscalls
+        self.no_new_privileges = no_new_privileges
+        self.console = console
+        self.stdio = stdio
+        self.uid_map = uid_map  # (host base, count) for --private-users
+        self.as_pid1 = as_pid1
+        self.status_w = -1
+        self.go_r = -1
+        self.filter: seccomp.Filter | None = None
 
 
 def _send(fd: int, message: str) -> None:
