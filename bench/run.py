@@ -69,7 +69,7 @@ def main() -> int:
         return 1
     cmds = commands(args.root)
     times: dict[str, list[float]] = {name: [] for name in cmds}
-    for name, (argv, env) in cmds.items():  # warm caches once
+    for argv, env in cmds.values():  # warm caches once
         subprocess.run(
             argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

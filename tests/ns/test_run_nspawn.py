@@ -10,7 +10,8 @@ import pytest
 
 from tests.ns.conftest import lines, sh
 
-# Each probe prints NAME=VALUE (probes are harmless even when they succeed); VALUE "hidden" when the container cannot see or use the thing.
+# Each probe prints NAME=VALUE; VALUE is "hidden" when the container cannot see or use the
+# thing. The probes are harmless even where they succeed.
 PROBES = """
 p() { if eval "$2" >/dev/null 2>&1; then echo "$1=visible"; else echo "$1=hidden"; fi; }
 p kcore 'test -s /proc/kcore && head -c1 /proc/kcore | grep -q .'
