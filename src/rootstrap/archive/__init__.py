@@ -25,6 +25,7 @@ from rootstrap.archive.release import (
     load_keyring,
 )
 from rootstrap.errors import DownloadError, RootstrapError, VerificationError
+from rootstrap.keyrings import find_keyring
 from rootstrap.recipes import Recipe, for_codename
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def open_archive(
     policy = policy or ReleasePolicy(insecure=insecure)
     if insecure and not policy.insecure:
         policy = replace(policy, insecure=True)
-    paths = list(keyrings) if keyrings else list(recipe.keyrings)
+    # --keyring, else the host's, else a fetched copy in the cache (rootstrap.keyrings).
+    paths = find_keyring(recipe, keyrings or (), cache_dir=cache_dir, required=not policy.insecure)
     certs: list[Any] | None
     if policy.insecure and not paths:
         certs = None

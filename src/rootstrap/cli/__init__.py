@@ -77,9 +77,9 @@ def setup_logging(verbosity: int, debug: bool) -> None:
 
 
 def _register_all() -> None:
-    from rootstrap.cli import archive, bootstrap, cache, images, machines, resolve
+    from rootstrap.cli import archive, bootstrap, cache, images, keyring, machines, resolve
 
-    for module in (archive, resolve, bootstrap, cache, images, machines):
+    for module in (archive, resolve, bootstrap, cache, images, machines, keyring):
         module.register(app)
 
 

@@ -154,8 +154,13 @@ def register(app: typer.Typer) -> None:
         from rootstrap.archive.http import Http
         from rootstrap.archive.release import load_keyring
         from rootstrap.cli import settings
+        from rootstrap.keyrings import find_keyring
 
         recipe = recipes.load(suite)
+        # The keyring first: without one nothing can be verified, whichever the mirror.
+        paths = find_keyring(
+            recipe, keyring or (), cache_dir=settings.cache_dir, required=not insecure
+        )
         arch = arch or host_architecture()
         mirrors = recipes.choose_mirrors(recipe, arch, list(mirror or []))
         policy = ReleasePolicy(
@@ -166,7 +171,6 @@ def register(app: typer.Typer) -> None:
         names = list(packages or [])
         with Http() as http:
             if not names:
-                paths = list(keyring) if keyring else list(recipe.keyrings)
                 certs = None if insecure and not paths else load_keyring(paths)
                 used, release = open_release(
                     http,
