@@ -36,7 +36,6 @@ committed (HAZARDS 111). Requires root (owners, device nodes, trusted xattrs).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import multiprocessing
@@ -52,17 +51,14 @@ from typing import BinaryIO
 
 from rootstrap import tarstream
 from rootstrap.errors import DebError, RootstrapError, UnpackError
+from rootstrap.inroot import O_DIR, Resolver, remove_tree
 from rootstrap.tarstream import Member, TarReader
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 128  # systemd's DEPTH_MAX
-MAX_HOPS = 40  # the kernel's MAXSYMLINKS
 NAME_MAX = 255
 CHUNK = 1 << 20
-
-_O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -92,149 +88,6 @@ class Policy:
         if installed_size_kib is not None:
             caps.append(self.size_factor * installed_size_kib * 1024 + self.size_slack)
         return min(caps) if caps else None
-
-
-# --- in-root path resolution -------------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_NR_OPENAT2 = 437
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_IN_ROOT = 0x10
-_openat2_works = True
-
-
-def _openat2_in_root(root_fd: int, path: bytes, flags: int) -> int:
-    """openat2(RESOLVE_IN_ROOT): symlinks and '..' resolved as if ROOT_FD were '/'."""
-    how = (flags | os.O_CLOEXEC).to_bytes(8, "little") + bytes(8)
-    how += (_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS).to_bytes(8, "little")
-    fd = _libc.syscall(_NR_OPENAT2, root_fd, path, how, len(how))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return int(fd)
-
-
-class _Resolver:
-    """Directory fds for member paths, resolved inside the root; one cached parent fd."""
-
-    def __init__(self, root_fd: int, fail: Callable[[str], UnpackError]) -> None:
-        self.root_fd = root_fd
-        self._fail = fail
-        self._key: tuple[bytes, ...] | None = None
-        self._fd = -1
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd, self._key = -1, None
-
-    def parent(self, parts: tuple[bytes, ...]) -> int:
-        """The directory holding PARTS' last component (created in-root when missing).
-        The fd belongs to the resolver: do not close it, and do not keep it."""
-        key = parts[:-1]
-        if key != self._key:
-            fd = self.open_dir(key, create=True)
-            self.close()
-            self._key, self._fd = key, fd
-        return self._fd
-
-    def invalidate(self) -> None:
-        self.close()
-
-    def open_dir(self, parts: tuple[bytes, ...], *, create: bool) -> int:
-        """An O_PATH fd of the directory PARTS resolves to inside the root. The caller closes it."""
-        global _openat2_works
-        if not parts:
-            return os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
-        if _openat2_works:
-            try:
-                return _openat2_in_root(self.root_fd, b"/".join(parts), os.O_PATH | os.O_DIRECTORY)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSYS, errno.EPERM, errno.E2BIG, errno.EINVAL):
-                    _openat2_works = False  # seccomp'd or an old kernel: chase by hand
-                elif exc.errno == errno.ENOENT and create:
-                    pass  # chase creates the missing directories
-                else:
-                    raise self._error(exc, parts) from None
-        try:
-            return self.chase(parts, create=create)
-        except OSError as exc:
-            raise self._error(exc, parts) from None
-
-    def _error(self, exc: OSError, parts: tuple[bytes, ...]) -> UnpackError:
-        where = b"/".join(parts).decode("utf-8", "backslashreplace")
-        if exc.errno == errno.ELOOP:
-            return self._fail(f"more than {MAX_HOPS} symlinks resolving {where}")
-        if exc.errno == errno.ENOTDIR:
-            return self._fail(f"{where} is not a directory")
-        if exc.errno == errno.ENAMETOOLONG:
-            return self._fail(f"{where}: path too long")
-        return self._fail(f"cannot open directory {where}: {exc.strerror}")
-
-    def chase(self, parts: tuple[bytes, ...], *, create: bool) -> int:
-        """Resolve PARTS inside the root by hand, one O_NOFOLLOW component at a time: an
-        absolute symlink restarts at the root, '..' never climbs above it, 40 hops at most
-        (systemd's chase with CHASE_PREFIX_ROOT). Holds at most two fds at a time."""
-        todo: deque[bytes] = deque(parts)
-        done: list[bytes] = []
-        fd = os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
-        hops = 0
-        try:
-            while todo:
-                comp = todo.popleft()
-                if comp in (b"", b"."):
-                    continue
-                if comp == b"..":
-                    if done:
-                        done.pop()
-                        os.close(fd)
-                        fd = -1
-                        fd = self._walk_real(done)
-                    continue
-                try:
-                    nfd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(comp, 0o755, dir_fd=fd)
-                    nfd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                mode = os.fstat(nfd).st_mode
-                if stat.S_ISDIR(mode):
-                    os.close(fd)
-                    fd = nfd
-                    done.append(comp)
-                elif stat.S_ISLNK(mode):
-                    os.close(nfd)
-                    hops += 1
-                    if hops > MAX_HOPS:
-                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-                    target = os.readlink(comp, dir_fd=fd)
-                    if target.startswith(b"/"):
-                        os.close(fd)
-                        fd = -1
-                        fd = os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
-                        done = []
-                    todo.extendleft(reversed(target.split(b"/")))
-                else:
-                    os.close(nfd)
-                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            result, fd = fd, -1
-            return result
-        finally:
-            if fd >= 0:
-                os.close(fd)
-
-    def _walk_real(self, comps: list[bytes]) -> int:
-        # COMPS were real directories a moment ago: walk them again without following anything.
-        fd = os.open(".", _O_PATH_DIR, dir_fd=self.root_fd)
-        for comp in comps:
-            try:
-                nfd = os.open(comp, _O_PATH_DIR, dir_fd=fd)
-            finally:
-                os.close(fd)
-            fd = nfd
-        return fd
 
 
 # --- members -> manifest --------------------------------------------------------------------------
@@ -371,7 +224,7 @@ class _Committer:
         self.subject = subject
         self.stage_fd = -1
         self._current = ""
-        self.resolver = _Resolver(root_fd, self._fail)
+        self.resolver = Resolver(root_fd, self._fail)
         self._symlinks: list[Entry] = []
         self._dirs: dict[tuple[bytes, ...], Entry] = {}
         self._tmp = 0
@@ -514,7 +367,7 @@ class _Committer:
         assert isinstance(uid, int) and isinstance(gid, int)
         pfd = self.resolver.parent(parts)
         try:
-            fd = os.open(parts[-1], _O_DIR, dir_fd=pfd)
+            fd = os.open(parts[-1], O_DIR, dir_fd=pfd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 return  # replaced by a kept directory symlink; its target is not ours to change
@@ -542,12 +395,12 @@ class _Root:
     def __init__(self, root: Path, subject: str) -> None:
         self.path = Path(root)
         try:
-            self.fd = os.open(self.path, _O_DIR)
+            self.fd = os.open(self.path, O_DIR)
         except OSError as exc:
             raise UnpackError(f"cannot open the root: {exc.strerror}", subject=str(root)) from exc
         self.stage_name = f".rootstrap-unpack-{secrets.token_hex(8)}"
         os.mkdir(self.stage_name, 0o700, dir_fd=self.fd)
-        self.stage_fd = os.open(self.stage_name, _O_DIR, dir_fd=self.fd)
+        self.stage_fd = os.open(self.stage_name, O_DIR, dir_fd=self.fd)
 
     def close(self) -> None:
         os.close(self.stage_fd)
@@ -626,13 +479,22 @@ def _stage_worker(
     try:
         deb = open_deb(path)
         cap = policy.deb_cap(deb.control().installed_size)
-        stage_fd = os.open(Path(root, stage_name), _O_DIR)
+        # One staging directory per worker: creating files takes the directory's inode lock,
+        # so two workers sharing one directory would serialize on it.
+        own = f"w{os.getpid()}"
+        top_fd = os.open(Path(root, stage_name), O_DIR)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(own, 0o700, dir_fd=top_fd)
+            stage_fd = os.open(own, O_DIR, dir_fd=top_fd)
+        finally:
+            os.close(top_fd)
         try:
             with deb.data() as stream:
                 reader = _deb_reader(path, stream, policy, cap)
                 stager = _Stager(reader, stage_fd, policy, prefix)
                 entries = list(stager.entries())
-                return ("ok", entries, stager.paths, reader.consumed)
+                return ("ok", entries, stager.paths, (reader.consumed, own))
         finally:
             os.close(stage_fd)
     except RootstrapError as exc:
@@ -679,6 +541,7 @@ def extract_many(
     window = workers + 2  # staged-but-uncommitted packages: bounds staging space and memory
     inflight: deque[tuple[Path, str, Future[_StageResult]]] = deque()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+    stage_fds: dict[str, int] = {}
     try:
         feed = iter(debs)
         exhausted = False
@@ -702,28 +565,34 @@ def extract_many(
             result = future.result()
             if result[0] != "ok":
                 _raise_from_worker(result)
-            _, entries, paths, consumed = result
+            _, entries, paths, extra = result
             assert isinstance(entries, list) and isinstance(paths, list)
-            assert isinstance(consumed, int)
+            assert isinstance(extra, tuple)
+            consumed, own = extra
+            assert isinstance(consumed, int) and isinstance(own, str)
             total += consumed
             if policy.max_bytes is not None and total > policy.max_bytes:
                 raise UnpackError(
                     f"the packages expand beyond the cap of {policy.max_bytes} bytes",
                     subject=deb.name,
                 )
-            _commit_staged(r, entries, deb.name)
+            if own not in stage_fds:
+                stage_fds[own] = os.open(own, O_DIR, dir_fd=r.stage_fd)
+            _commit_staged(r.fd, stage_fds[own], entries, deb.name)
             results[deb] = paths
     finally:
         for _, _, future in inflight:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        for fd in stage_fds.values():
+            os.close(fd)
         r.close()
     return results
 
 
-def _commit_staged(r: _Root, entries: list[Entry], subject: str) -> None:
-    committer = _Committer(r.fd, subject)
-    committer.stage_fd = r.stage_fd
+def _commit_staged(root_fd: int, stage_fd: int, entries: list[Entry], subject: str) -> None:
+    committer = _Committer(root_fd, subject)
+    committer.stage_fd = stage_fd
     try:
         for entry in entries:
             committer.add(entry)
@@ -732,74 +601,4 @@ def _commit_staged(r: _Root, entries: list[Entry], subject: str) -> None:
         committer.close()
 
 
-# --- removal ---------------------------------------------------------------------------------
-
-
-def _open_walk(top_fd: int, comps: tuple[str, ...]) -> int:
-    """Open the directory TOP_FD/COMPS without following symlinks, making each one searchable
-    on the way (a 0000 directory must not stop its own removal; dpkg CVE-2025-6297)."""
-    fd = os.dup(top_fd)
-    try:
-        for comp in comps:
-            try:
-                nfd = os.open(comp, _O_DIR, dir_fd=fd)
-            except PermissionError:
-                os.chmod(comp, 0o700, dir_fd=fd, follow_symlinks=True)  # a dir, checked by lstat
-                nfd = os.open(comp, _O_DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def remove_tree(path: Path | str) -> None:
-    """Remove PATH and everything below it, like ``rm -rf`` but: directories are made writable
-    before they are emptied (mode 0000/0500 trees), symlinks are never followed, mount points
-    are never crossed (UnpackError). Open fds stay constant whatever the depth. A missing PATH
-    is fine. Cost: one pass, O(depth) opens per directory."""
-    path = Path(path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-    dev = st.st_dev
-    top = os.open(path.parent, _O_DIR)
-    try:
-        work: list[tuple[tuple[str, ...], bool]] = [((path.name,), False)]
-        while work:
-            comps, emptied = work.pop()
-            if emptied:
-                pfd = _open_walk(top, comps[:-1])
-                try:
-                    os.rmdir(comps[-1], dir_fd=pfd)
-                finally:
-                    os.close(pfd)
-                continue
-            fd = _open_walk(top, comps)
-            try:
-                dst = os.fstat(fd)
-                if dst.st_dev != dev:
-                    raise UnpackError(
-                        "refusing to remove a mounted filesystem",
-                        subject=str(path.parent.joinpath(*comps)),
-                        hint="unmount it first",
-                    )
-                if stat.S_IMODE(dst.st_mode) & 0o700 != 0o700:
-                    os.fchmod(fd, 0o700)
-                subdirs = []
-                for name in os.listdir(fd):
-                    if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                        subdirs.append(name)
-                    else:
-                        os.unlink(name, dir_fd=fd)
-            finally:
-                os.close(fd)
-            work.append((comps, True))
-            work.extend(((*comps, name), False) for name in subdirs)
-    finally:
-        os.close(top)
+__all__ = ["Policy", "extract_deb", "extract_many", "extract_tar", "remove_tree"]

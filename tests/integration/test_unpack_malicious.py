@@ -360,9 +360,9 @@ def test_symlink_chains(root: Path, hops: int, ok: bool) -> None:
 def test_symlink_chains_by_hand_when_openat2_is_unavailable(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rootstrap.unpack as unpack
+    import rootstrap.inroot as inroot
 
-    monkeypatch.setattr(unpack, "_openat2_works", False)
+    monkeypatch.setattr(inroot, "_openat2_works", False)
     chain = [TarEntry(f"./l{i}", type="symlink", linkname=f"/l{i + 1}") for i in range(45)]
     via_tar(
         [
