@@ -6,10 +6,7 @@ The verbs that start containers take a lean path that never imports typer, httpx
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from collections.abc import Callable
 
 # Verbs served by rootstrap.cli.lean (argparse only); every other verb goes through typer.
 LEAN_VERBS = frozenset({"run", "boot", "shell"})

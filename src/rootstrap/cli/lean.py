@@ -324,7 +324,14 @@ def main(argv: list[str]) -> int:
     verb, rest = (argv[i], argv[i + 1 :]) if i < len(argv) else ("", [])
     try:
         if verb == "run":
-            return run_main(rest, store)
+            code = run_main(rest, store)
+            if argv == sys.argv[1:]:
+                # The process is ours: skip interpreter teardown (tens of ms with ctypes
+                # loaded); nothing is left to flush but stdio.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
         raise UsageError(
             f"'{verb}' is not implemented yet", hint="rootstrap run (NAME | -D DIR) CMD"
         )

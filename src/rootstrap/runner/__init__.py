@@ -17,14 +17,10 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path  # imagelock imports it anyway
-from typing import TYPE_CHECKING
 
 from rootstrap.errors import RunnerError, UsageError
 from rootstrap.imagelock import lock_image
 from rootstrap.runner import caps, linux, seccomp, spawn
-
-if TYPE_CHECKING:
-    StrPath = str | os.PathLike[str]
 
 CONSOLE_MODES = ("interactive", "read-only", "passive", "pipe")
 
@@ -36,7 +32,7 @@ class Bind:
 
     __slots__ = ("readonly", "source", "target")
 
-    def __init__(self, source: StrPath, target: str, readonly: bool = False) -> None:
+    def __init__(self, source: str | os.PathLike[str], target: str, readonly: bool = False) -> None:
         self.source = os.fspath(source)
         self.target = target
         self.readonly = readonly
@@ -68,7 +64,7 @@ class RunSpec:
 
     def __init__(
         self,
-        root: StrPath,
+        root: str | os.PathLike[str],
         argv: Sequence[str],
         *,
         env: Mapping[str, str] | None = None,
@@ -295,7 +291,7 @@ def _read_messages(fd: int) -> list[str]:
 
 
 def _supervise(plan: spawn.Plan, root: str) -> int:
-    """Fork the middle process, answer its requests, relay signals and the console, wait."""
+    """Start the container, answer its requests, relay signals and the console, wait."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     plan.status_w, plan.go_r = status_w, go_r
@@ -311,13 +307,16 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
         else:
             pending.append(sig)
 
-    parent = os.getpid()
-    middle = os.fork()
-    if middle == 0:
+    try:
+        first = spawn.start(plan)
+    except OSError as exc:
+        os.close(status_w)
+        os.close(go_r)
         os.close(status_r)
         os.close(go_w)
-        spawn.middle(plan, parent)
-        os._exit(spawn.EXIT_SETUP)
+        raise RunnerError(f"cannot create namespaces: {exc.strerror}") from exc
+    if plan.uid_map is None:
+        pid1 = first
     os.close(status_w)
     os.close(go_r)
     saved = {sig: signal.signal(sig, forward) for sig in spawn.FORWARDED}
@@ -336,7 +335,7 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
                 if kind == "U" and plan.uid_map is not None:
                     base, count = plan.uid_map
                     for what in ("uid_map", "gid_map"):
-                        with open(f"/proc/{middle}/{what}", "w") as f:
+                        with open(f"/proc/{first}/{what}", "w") as f:
                             f.write(f"0 {base} {count}\n")
                     os.write(go_w, b"1")
                 elif kind == "P":
@@ -344,7 +343,9 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
                     for sig in pending:
                         forward(sig, None)
                 elif kind == "T":
-                    master = _take_fd(pid1 or _wait_pid1(status_r), int(body))
+                    if not pid1:
+                        raise RunnerError("internal: a console pty before pid 1 was known")
+                    master = _take_fd(pid1, int(body))
                     os.write(go_w, b"2")
                 elif kind == "E":
                     number, _, text = body.partition(":")
@@ -352,14 +353,14 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
         if master >= 0 and error is None:
             from rootstrap.runner.console import relay
 
-            pidfd = os.pidfd_open(middle)
+            pidfd = os.pidfd_open(first)
             try:
                 relay(master, plan.console, pidfd)
             finally:
                 os.close(pidfd)
         while True:
             try:
-                _, status = os.waitpid(middle, 0)
+                _, status = os.waitpid(first, 0)
                 break
             except InterruptedError:
                 continue
@@ -372,14 +373,10 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
             os.close(master)
     code = spawn._exit_code(status)
     if error is not None:
-        exc = RunnerError(error[1], subject=root)
-        exc.exit_code = error[0]
-        raise exc
+        failure = RunnerError(error[1], subject=root)
+        failure.exit_code = error[0]
+        raise failure
     return code
-
-
-def _wait_pid1(status_r: int) -> int:
-    raise RunnerError("internal: pty offered before pid 1 was known")
 
 
 def _take_fd(pid: int, fd: int) -> int:

@@ -25,6 +25,7 @@ import os
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from rootstrap.runner import caps, devices, linux, mounts, seccomp
@@ -120,42 +121,76 @@ def _close_all_except(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
-def middle(plan: Plan, parent: int) -> None:
-    """The first child: enter the namespaces, start pid 1, pass on its exit status."""
+NS_FLAGS = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
+
+
+def start(plan: Plan) -> int:
+    """Fork the container's first process; returns its host pid (the one to wait for).
+
+    Without a user namespace the host process itself unshares only CLONE_NEWPID (which moves
+    its *children*, not itself), forks pid 1 directly and at once restores its own pid
+    namespace for later children with setns(2): one fork fewer than a middle process.
+    With a user namespace, the pid namespace must belong to it, so a middle process enters
+    the user namespace first (the host writes its uid/gid map) and forks pid 1 from there."""
+    if plan.uid_map is not None:
+        pid = os.fork()
+        if pid == 0:
+            _child(plan, middle)
+        return pid
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-        os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
-        for sig in FORWARDED:
-            signal.signal(sig, signal.SIG_IGN)
-        if plan.uid_map is not None:
-            linux.unshare(linux.CLONE_NEWUSER)
-            _send(plan.status_w, "U")
-            if os.read(plan.go_r, 1) != b"1":
-                os._exit(1)
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-            os.setgroups([])
-        flags = (
-            linux.CLONE_NEWNS
-            | linux.CLONE_NEWUTS
-            | linux.CLONE_NEWIPC
-            | linux.CLONE_NEWPID
-            | linux.CLONE_NEWCGROUP
-        )
-        if plan.private_network:
-            flags |= linux.CLONE_NEWNET
-        linux.unshare(flags)
-        pid1 = os.fork()
-    except OSError as exc:
-        _fail(plan, EXIT_SETUP, f"cannot create namespaces: {exc.strerror}")
-    if pid1 == 0:
+        linux.unshare(linux.CLONE_NEWPID)
         try:
-            pid_one(plan)
-        except BaseException as exc:  # never return into the host's Python stack
-            _fail(plan, EXIT_SETUP, f"container setup failed: {exc}")
-        os._exit(EXIT_SETUP)
+            pid = os.fork()
+        except BaseException:
+            linux.setns(own, linux.CLONE_NEWPID)
+            raise
+        if pid == 0:
+            _child(plan, pid_one)
+        linux.setns(own, linux.CLONE_NEWPID)
+    finally:
+        os.close(own)
+    return pid
+
+
+def _child(plan: Plan, body: Callable[[Plan], None]) -> NoReturn:
+    """Run BODY in a forked child; never return into the host's Python stack."""
+    try:
+        body(plan)
+    except OSError as exc:
+        _fail(plan, EXIT_SETUP, f"cannot create the container: {exc.strerror}")
+    except BaseException as exc:
+        _fail(plan, EXIT_SETUP, f"container setup failed: {exc}")
+    os._exit(EXIT_SETUP)
+
+
+def _orphaned(plan: Plan) -> bool:
+    """True when the host process is gone (its end of the go pipe closed)."""
+    import select
+
+    ready, _, _ = select.select([plan.go_r], [], [], 0)
+    return bool(ready) and os.read(plan.go_r, 1) == b""
+
+
+def middle(plan: Plan) -> None:
+    """With --private-users: enter the user namespace, then the others; start pid 1."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
+    linux.unshare(linux.CLONE_NEWUSER)
+    _send(plan.status_w, "U")
+    if os.read(plan.go_r, 1) != b"1":
+        os._exit(1)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    os.setgroups([])
+    linux.unshare(
+        linux.CLONE_NEWPID | NS_FLAGS | (linux.CLONE_NEWNET if plan.private_network else 0)
+    )
+    pid1 = os.fork()
+    if pid1 == 0:
+        _child(plan, pid_one)
     _send(plan.status_w, f"P{pid1}")
     _close_all_except(set())
     while True:
@@ -230,6 +265,11 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
 def pid_one(plan: Plan) -> None:
     """PID 1 of the new pid namespace: set up the root, start the payload, reap, exit."""
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if plan.uid_map is None:  # forked by the host process itself (see start)
+        if _orphaned(plan):
+            os._exit(1)
+        os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
+        linux.unshare(NS_FLAGS | (linux.CLONE_NEWNET if plan.private_network else 0))
     # Non-dumpable: the payload cannot open /proc/1/exe or /proc/1/mem of this host binary
     # (runc CVE-2019-5736; HAZARDS 91).
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
