@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from rootstrap.archive.packages import Package
     from rootstrap.dpkgdb import Unpacked
     from rootstrap.resolve import Plan
+    from rootstrap.store import NewImage
 
 log = logging.getLogger("rootstrap.bootstrap")
 
@@ -89,6 +90,7 @@ class Context:
     debs: dict[str, Path] = field(default_factory=dict)
     unpacked: list[Unpacked] = field(default_factory=list)
     root: Path | None = None
+    new_image: NewImage | None = None
     guards: list[tuple[Path, Path | None]] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -131,7 +133,9 @@ def check(ctx: Context) -> None:
 
         if not opts.name:
             raise UsageError("an image name is needed", hint="rootstrap bootstrap SUITE NAME")
-        Store(ctx.store).check_new_name(opts.name)
+        # Validates the name and fails on an existing one now, before any download; the
+        # name lock it takes is dropped here and taken again by the extract phase.
+        Store(ctx.store).create(opts.name).discard()
     elif opts.target is not None and opts.target.exists() and any(opts.target.iterdir()):
         raise UsageError(
             "target directory is not empty", subject=str(opts.target), hint="choose a new path"
@@ -218,7 +222,11 @@ def _new_root(ctx: Context) -> Path:
     from rootstrap.store import Store
 
     assert opts.name is not None
-    return Store(ctx.store).temp_path(opts.name)
+    new = Store(ctx.store).create(opts.name)
+    ctx.new_image = new
+    # Unpublished at exit (an error, a signal): the hidden tree goes, the name is released.
+    ctx.on_exit(lambda: new.__exit__(None, None, None))
+    return new.make_dir()
 
 
 def _mkdtemp(parent: Path, prefix: str) -> str:
@@ -231,13 +239,14 @@ def extract(ctx: Context) -> None:
     """Create the root (merged-/usr links first, so files follow them) and extract every .deb."""
     from rootstrap.deb import open_deb
     from rootstrap.dpkgdb import Unpacked
-    from rootstrap.unpack import Policy, extract_many, remove_tree
+    from rootstrap.inroot import remove_tree
+    from rootstrap.unpack import Policy, extract_many
 
     assert ctx.recipe is not None and ctx.plan is not None
     root = _new_root(ctx)
     ctx.root = root
-    if ctx.options.target is None and not ctx.options.keep_failed:
-        ctx.on_exit(lambda: ctx.result is None and remove_tree(root))
+    if ctx.options.output is not None:
+        ctx.on_exit(lambda: remove_tree(root))
     root.chmod(0o755)
     if ctx.recipe.merged_usr:
         for name in (*MERGED_DIRS, *MERGED_ARCH_DIRS.get(ctx.arch, ())):
@@ -247,7 +256,11 @@ def extract(ctx: Context) -> None:
     paths = [ctx.debs[p.name] for p in packages]
     # A cap for decompression bombs (HAZARDS 58): what the index promises, with room to spare.
     budget = sum(p.installed_size for p in packages) * 2 + (64 << 20)
-    lists = extract_many(paths, root, Policy(max_bytes=budget))
+    from rootstrap.fetch import DebCache
+
+    # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
+    with DebCache(ctx.cache_dir).using():
+        lists = extract_many(paths, root, Policy(max_bytes=budget))
     for path in paths:
         control = open_deb(path).control()
         ctx.unpacked.append(Unpacked(control.fields, control.members, lists[path]))
@@ -395,23 +408,19 @@ def commit(ctx: Context) -> None:
     root = ctx.need_root()
     opts = ctx.options
     if opts.output is not None:
-        from rootstrap.store import write_tar
+        from rootstrap.tarball import write_tar
 
         write_tar(root, opts.output)
         ctx.result = opts.output
-        from rootstrap.unpack import remove_tree
-
-        remove_tree(root)
     elif opts.target is not None:
         ctx.result = opts.target
     else:
-        from rootstrap.store import Store
-
-        assert opts.name is not None and ctx.recipe is not None
+        assert ctx.new_image is not None and ctx.recipe is not None
         origin = {"recipe": ctx.recipe.name, "variant": opts.variant}
         if ctx.archive is not None:
             origin["mirror"] = ctx.archive.mirror
-        ctx.result = Store(ctx.store).publish(root, opts.name, origin=origin)
+            origin["date"] = str(ctx.archive.release.date)
+        ctx.result = ctx.new_image.publish(origin=origin)
 
 
 def _write_file(root: Path, relpath: str, text: str, mode: int = 0o644) -> None:
