@@ -9,10 +9,12 @@ medians over the rounds. ROOT defaults to the Debian minbase tree the ns tests c
 (/var/cache/rootstrap-test/bookworm-minbase). The target (issue 5) is rootstrap ≤ 0.5 ×
 nspawn.
 
-Two rootstrap rows: the installed entry point (what a user types), and ``python -S`` with
-PYTHONPATH, which skips the interpreter's site-packages .pth hooks (on this machine an
-injected .pth imports certifi at every interpreter start). The bare interpreter start-up of
-both is shown too, so the runner's own share is visible.
+Three rootstrap rows: the installed entry point (what a user types); the same script under
+``python -S`` with PYTHONPATH, which skips the interpreter's site-packages .pth hooks (on this
+machine an injected .pth imports certifi at every interpreter start, ~50 ms under load); and
+``rootstrap.runner.run()`` called in this already-running process, which is how the
+bootstrap's configure stage uses it. The bare interpreter start-up is shown too, so the
+runner's own share is visible.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 DEFAULT_ROOT = Path("/var/cache/rootstrap-test/bookworm-minbase")
+API = "runner.run() (warm, in-process)"
 
 
 def commands(root: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
@@ -39,7 +42,7 @@ def commands(root: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
     cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "rootstrap run": ([str(entry), "run", "-D", str(root), "/bin/true"], None),
         "rootstrap run (python -S)": (
-            [py, "-S", "-m", "rootstrap", "run", "-D", str(root), "/bin/true"],
+            [py, "-S", str(entry), "run", "-D", str(root), "/bin/true"],
             nosite,
         ),
         "python -c pass": ([py, "-c", "pass"], None),
@@ -72,16 +75,25 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC / "rootstrap")], check=True)
     cmds = commands(args.root)
     times: dict[str, list[float]] = {name: [] for name in cmds}
+    times[API] = []
+    from rootstrap.runner import RunSpec, run
+
+    spec = RunSpec(args.root, ["/bin/true"])
     for argv, env in cmds.values():  # warm caches once
         subprocess.run(
             argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
     for _ in range(args.runs):
-        order = list(cmds)
+        order = [*cmds, API]
         random.shuffle(order)
         for name in order:
-            argv, env = cmds[name]
             start = time.perf_counter()
+            if name == API:
+                if run(spec) != 0:
+                    raise SystemExit("rootstrap.runner.run failed")
+                times[name].append(time.perf_counter() - start)
+                continue
+            argv, env = cmds[name]
             subprocess.run(
                 argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
@@ -95,10 +107,10 @@ def main() -> int:
         print(json.dumps({"runs": args.runs, "root": str(args.root), "results": result}, indent=2))
         return 0
     print(f"{args.runs} runs each, interleaved, root {args.root}, load {os.getloadavg()[0]:.2f}")
-    print(f"{'command':30} {'median ms':>10} {'min ms':>8} {'× nspawn':>9}")
+    print(f"{'command':34} {'median ms':>10} {'min ms':>8} {'× nspawn':>9}")
     for name, r in result.items():
         ratio = f"{r['median_ms'] / ref:.2f}" if ref else "-"
-        print(f"{name:30} {r['median_ms']:10.1f} {r['min_ms']:8.1f} {ratio:>9}")
+        print(f"{name:34} {r['median_ms']:10.1f} {r['min_ms']:8.1f} {ratio:>9}")
     return 0
 
 

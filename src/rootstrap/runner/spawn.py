@@ -363,12 +363,10 @@ def _groups(name: str, gid: int) -> list[int]:
 def payload(plan: Plan, slave: int) -> None:
     """Become the payload: fresh session, stdio, hygiene, privileges, execve. Never returns."""
     try:
-        for sig in range(1, signal.NSIG):
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    signal.signal(sig, signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
+        # execve resets handled signals itself; ignored ones (Python ignores SIGPIPE and
+        # SIGXFSZ, the middle process the forwarded ones) must be reset here.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED):
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.setsid()  # no controlling tty from the host: TIOCSTI cannot reach it (HAZARDS 87)
         if slave >= 0:
