@@ -12,6 +12,7 @@ verified: a tar file is trusted to be what the user says it is, only never to es
 from __future__ import annotations
 
 import contextlib
+import decimal
 import errno
 import gzip
 import io
@@ -20,8 +21,9 @@ import lzma
 import os
 import secrets
 import subprocess
+import tarfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from rootstrap import fsops
 from rootstrap.errors import RootstrapError, StoreError, UsageError
@@ -148,8 +150,9 @@ def export_tar(store: Store, name: str, file: Path, *, force: bool = False) -> P
     """Write image NAME as a tar archive FILE (compression by suffix), atomically.
 
     pax format with every xattr (ACLs and security.capability are xattrs), numeric owners,
-    sorted names, holes kept, one filesystem. The image is held with a shared lock: a
-    writable running image is busy (HAZARDS 101)."""
+    sorted names, one filesystem. Holes are written as zeros (no GNU sparse headers: they are
+    not portable, and the safe extractor refuses them); compression makes them cheap. The
+    image is held with a shared lock: a writable running image is busy (HAZARDS 101)."""
     suffix = tar_suffix(file)
     entry = store.path(name)
     path = entry.resolve() if entry.is_symlink() else entry
@@ -161,7 +164,7 @@ def export_tar(store: Store, name: str, file: Path, *, force: bool = False) -> P
     temp = file.with_name(f".#{file.name}.{secrets.token_hex(4)}")
     tar = [
         "tar", "--create", "--file=-", f"--directory={path}", "--format=posix",
-        "--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=*", "--sparse",
+        "--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=*",
         "--one-file-system", "--pax-option=delete=atime,delete=ctime", ".",
     ]  # fmt: skip
     with lock_image(path, exclusive=False):
@@ -206,7 +209,7 @@ def _pipeline(tar: list[str], compressor: list[str] | None, out: IO[bytes], subj
         raise tool_error(tar, producer.returncode, tar_err, subject)
 
 
-def open_tar(file: Path) -> IO[bytes]:
+def open_tar(file: Path) -> BinaryIO:
     """Open FILE as an uncompressed tar stream; the compression is taken from its magic."""
     raw = open(file, "rb")  # returned to the caller, who closes it
     head = raw.peek(6)[:6] if isinstance(raw, io.BufferedReader) else b""
@@ -215,9 +218,9 @@ def open_tar(file: Path) -> IO[bytes]:
 
         return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return,unused-ignore]
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(raw)
+        return cast(BinaryIO, lzma.open(raw))
     if head.startswith(b"\x1f\x8b"):
-        return cast(IO[bytes], gzip.open(raw))
+        return cast(BinaryIO, gzip.open(raw))
     return raw
 
 
@@ -251,6 +254,20 @@ def lift_wrapper(root: Path) -> bool:
     return True
 
 
+def _top_mtime(file: Path, root: Path) -> None:
+    """Give ROOT the mtime of the archive's own ``./`` member, if it starts with one (as our
+    exports do): the extractor's staging work inside the root leaves it at "now"."""
+    with contextlib.suppress(
+        OSError, tarfile.TarError, EOFError, lzma.LZMAError, decimal.InvalidOperation
+    ):
+        with open_tar(file) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            first = tar.next()
+            if first is not None and first.isdir() and first.name in (".", "./", ""):
+                mtime = first.pax_headers.get("mtime") or str(first.mtime)
+                ns = int(decimal.Decimal(mtime) * 1_000_000_000)  # pax keeps nanoseconds
+                os.utime(root, ns=(ns, ns))
+
+
 def import_tar(
     store: Store, file: Path, name: str, *, read_only: bool = False, force: bool = False
 ) -> Path:
@@ -268,8 +285,9 @@ def import_tar(
     with stream, store.create(name, force=force) as new:
         new.make_dir()
         try:
-            extract_tar(stream, new.path, Policy(allow_devices=True))
-            lift_wrapper(new.path)
+            extract_tar(stream, new.path, Policy(allow_devices=True, allow_pax=True), subject=name)
+            if not lift_wrapper(new.path):
+                _top_mtime(file, new.path)
         except OSError as exc:
             full = full_error(exc, name)
             raise full or StoreError(f"import failed: {exc.strerror}", subject=name) from exc
