@@ -45,10 +45,15 @@ def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.hazard(71)
 @pytest.mark.parametrize("fs_kind", ["ext4", "xfs"])
-@pytest.mark.parametrize("verb", ["clone", "import-fs"])
-def test_sigkill_mid_copy_leaves_only_hidden_leftover(store: Store, big_tree: Path, verb: str):
+@pytest.mark.parametrize("verb", ["clone", "import-fs", "import-tar"])
+def test_sigkill_mid_copy_leaves_only_hidden_leftover(
+    store: Store, big_tree: Path, verb: str, tmp_path: Path
+):
     store.import_fs(big_tree, "src")
     args = ["clone", "src", "dst"] if verb == "clone" else ["import-fs", str(big_tree), "dst"]
+    if verb == "import-tar":
+        store.export_tar("src", tmp_path / "src.tar")
+        args = ["import-tar", str(tmp_path / "src.tar"), "dst"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "rootstrap", "--store", str(store.root), *args],
         start_new_session=True,
@@ -201,7 +206,7 @@ def test_publish_sync_order(store: Store, rich_tree: Path):
 
 
 @pytest.mark.hazard(109)
-@pytest.mark.parametrize("verb", ["clone", "import-fs"])
+@pytest.mark.parametrize("verb", ["clone", "import-fs", "import-tar"])
 def test_disk_full(tmp_path: Path, rich_tree: Path, verb: str):
     """ENOSPC mid-copy: "disk full", the temp is gone, the source intact and usable."""
     with loop_filesystem("ext4", tmp_path / "small", size_mb=24) as mnt:
@@ -213,6 +218,9 @@ def test_disk_full(tmp_path: Path, rich_tree: Path, verb: str):
         args = ["clone", "src", "dst"]
         if verb == "import-fs":
             args = ["import-fs", str(store.root / "src"), "dst"]
+        if verb == "import-tar":
+            store.export_tar("src", tmp_path / "src.tar")
+            args = ["import-tar", str(tmp_path / "src.tar"), "dst"]
         r = cli(store, *args, check=False)
         assert r.returncode == 1
         assert r.stderr.splitlines()[0] == "error: dst: disk full", r.stderr
