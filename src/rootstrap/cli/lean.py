@@ -206,18 +206,25 @@ def _bool(value: str, option: str) -> bool:
     raise UsageError(f"{option} takes yes or no", subject=value)
 
 
-def _bind(value: str, readonly: bool) -> tuple[str, str, bool]:
+def _bind(value: str, readonly: bool) -> tuple[str, str, bool, bool]:
+    """nspawn's ``SRC[:DST[:OPTS]]`` to (source, target, readonly, recursive)."""
     parts = value.split(":")
     if len(parts) > 3 or not parts[0]:
         raise UsageError("expected SRC[:DST[:OPTS]]", subject=value)
     source = parts[0]
-    target = parts[1] if len(parts) > 1 and parts[1] else source.lstrip("+")
+    if source.startswith("+") or not source.startswith("/"):
+        raise UsageError(
+            "the source must be an absolute host path", subject=value, hint="--bind /SRC:/DST"
+        )
+    target = parts[1] if len(parts) > 1 and parts[1] else source
+    recursive = True
     for opt in parts[2].split(",") if len(parts) > 2 else []:
         if opt not in ("", "rbind", "norbind"):
             raise UsageError(
                 f"unsupported bind option {opt!r}", subject=value, hint="rbind|norbind"
             )
-    return source, target, readonly
+        recursive = opt != "norbind" if opt else recursive
+    return source, target, readonly, recursive
 
 
 def _private_users(value: str, machine: str) -> tuple[int, int] | None:
@@ -287,7 +294,7 @@ def run_main(args: list[str], store: str) -> int:
         argv=command,
         env=env,
         hostname=ns.hostname or machine,
-        binds=[Bind(source=s, target=t, readonly=ro) for s, t, ro in binds],
+        binds=[Bind(s, t, readonly=ro, recursive=rec) for s, t, ro, rec in binds],
         tmpfs=ns.tmpfs,
         cwd=ns.chdir,
         user=ns.user,
@@ -320,6 +327,11 @@ def main(argv: list[str]) -> int:
                 store = value
         elif arg == "--debug":
             debug = True
+        elif arg in ("-h", "--help"):
+            print(RUN_USAGE, end="")
+            return 0
+        elif arg not in ("-q", "--quiet", "-v", "--verbose"):
+            return report(UsageError(f"unknown global option {key}"), debug)
         i += 1
     verb, rest = (argv[i], argv[i + 1 :]) if i < len(argv) else ("", [])
     try:

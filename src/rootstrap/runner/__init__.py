@@ -30,12 +30,19 @@ __all__ = ["CONSOLE_MODES", "Bind", "RunSpec", "run"]
 class Bind:
     """A host path SOURCE mounted at TARGET (an absolute path inside the container)."""
 
-    __slots__ = ("readonly", "source", "target")
+    __slots__ = ("readonly", "recursive", "source", "target")
 
-    def __init__(self, source: str | os.PathLike[str], target: str, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        target: str,
+        readonly: bool = False,
+        recursive: bool = True,
+    ) -> None:
         self.source = os.fspath(source)
         self.target = target
         self.readonly = readonly
+        self.recursive = recursive  # nspawn's rbind (default) or norbind
 
     def __repr__(self) -> str:
         return f"Bind({self.source!r}, {self.target!r}, readonly={self.readonly})"
@@ -148,7 +155,7 @@ def _open_source(bind: Bind) -> tuple[int, bool]:
 
     try:
         is_dir = stat.S_ISDIR(os.stat(bind.source).st_mode)
-        return linux.open_tree(linux.AT_FDCWD, str(bind.source)), is_dir
+        return linux.open_tree(linux.AT_FDCWD, bind.source, recursive=bind.recursive), is_dir
     except OSError as exc:
         raise RunnerError(
             f"cannot bind: {exc.strerror}", subject=str(bind.source), hint="--bind SRC[:DST[:OPTS]]"

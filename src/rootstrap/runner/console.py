@@ -42,9 +42,10 @@ def relay(master: int, mode: str, pidfd: int) -> None:
     if mode == "interactive" and stdin_tty:
         saved = termios.tcgetattr(0)
         tty.setraw(0, termios.TCSANOW)  # TCSAFLUSH would drop typed-ahead input
-    if os.isatty(1) if mode != "passive" else False:
+    old_winch = None
+    if mode != "passive" and os.isatty(1):
         _copy_winsize(1, master)
-        signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(1, master))
+        old_winch = signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(1, master))
     os.set_blocking(master, False)
     reading = [master, pidfd] + ([0] if mode == "interactive" else [])
     done = False
@@ -79,5 +80,7 @@ def relay(master: int, mode: str, pidfd: int) -> None:
                 if mode != "passive":
                     _write_all(1, data)
     finally:
+        if old_winch is not None:
+            signal.signal(signal.SIGWINCH, old_winch)
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
