@@ -200,3 +200,24 @@ def test_private_network_has_only_lo(bb_root: Path) -> None:
     out = lines(result.stdout)
     assert out[0] == "lo"
     assert "ping-ok" in out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--private-users=pick", "--private-network"),
+        ("--private-users=pick", "-x"),
+        ("--private-users=identity", "--read-only"),
+    ],
+)
+def test_user_namespace_combinations(bb_root: Path, options: tuple[str, ...]) -> None:
+    before = tree_digest(bb_root)
+    result = sh(
+        bb_root, "id -u; ls /sys/class/net | head -1; echo x > /tmp/x && cat /tmp/x", *options
+    )
+    assert result.returncode == 0, result.stderr
+    assert lines(result.stdout)[0] == "0"
+    assert lines(result.stdout)[-1] == "x"
+    if "--private-network" in options:
+        assert lines(result.stdout)[1] == "lo"
+    assert tree_digest(bb_root) == before

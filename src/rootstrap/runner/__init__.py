@@ -206,6 +206,19 @@ def run(spec: RunSpec) -> int:
         raise UsageError(str(exc), hint="groups: " + " ".join(sorted(seccomp.GROUPS))) from exc
     denied = seccomp.denied_syscalls(keep, allow, deny)
 
+    # Everything the children need is loaded here, in the host process: inside a user
+    # namespace the mapped root may not read the host's Python or libraries, and after
+    # pivot_root nothing may be loaded at all (see spawn).
+    if spec.private_network:
+        import socket  # noqa: F401
+    if denied:
+        try:
+            seccomp.preload()
+        except OSError as exc:
+            raise RunnerError(
+                f"cannot load libseccomp: {exc}", hint="apt-get install libseccomp2"
+            ) from exc
+
     root = str(spec.root)
     name = os.path.basename(os.path.normpath(root)) or "root"
     hostname = spec.hostname or name

@@ -148,6 +148,11 @@ def _libseccomp() -> ctypes.CDLL:
     return _lib
 
 
+def preload() -> None:
+    """Load libseccomp now (in the host process), so children never dlopen it."""
+    _libseccomp()
+
+
 class Filter:
     """A compiled filter denying DENIED with EPERM (plus TIOCSTI/TIOCLINUX).
 

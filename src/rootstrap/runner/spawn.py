@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import signal
 import struct
 import sys
@@ -166,8 +167,6 @@ def _child(plan: Plan, body: Callable[[Plan], None]) -> NoReturn:
 
 def _orphaned(plan: Plan) -> bool:
     """True when the host process is gone (its end of the go pipe closed)."""
-    import select
-
     ready, _, _ = select.select([plan.go_r], [], [], 0)
     return bool(ready) and os.read(plan.go_r, 1) == b""
 
@@ -208,7 +207,8 @@ def _exit_code(status: int) -> int:
 
 
 def _loopback_up() -> None:
-    import socket  # only with --private-network; imported before pivot_root
+    import socket  # imported by the host process already (see run): a mapped root may not
+    # be able to read the host's Python library, and nothing is imported after pivot_root
 
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
