@@ -341,6 +341,7 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
     os.close(go_r)
     saved = {sig: signal.signal(sig, forward) for sig in spawn.FORWARDED}
     master = -1
+    pty_fd = -1  # the pty master's fd number inside pid 1, once offered
     error: tuple[int, str] | None = None
     try:
         while True:
@@ -363,13 +364,15 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
                     for sig in pending:
                         forward(sig, None)
                 elif kind == "T":
-                    if not pid1:
-                        raise RunnerError("internal: a console pty before pid 1 was known")
-                    master = _take_fd(pid1, int(body))
-                    os.write(go_w, b"2")
+                    pty_fd = int(body)
                 elif kind == "E":
                     number, _, text = body.partition(":")
                     error = (int(number), text)
+                # The middle process reports pid 1 and pid 1 offers the pty independently:
+                # take the pty once both are known, whatever their order.
+                if pty_fd >= 0 and pid1 and master < 0:
+                    master = _take_fd(pid1, pty_fd)
+                    os.write(go_w, b"2")
         if master >= 0 and error is None:
             from rootstrap.runner.console import relay
 
@@ -378,13 +381,12 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
                 relay(master, plan.console, pidfd)
             finally:
                 os.close(pidfd)
-        while True:
-            try:
-                _, status = os.waitpid(first, 0)
-                break
-            except InterruptedError:
-                continue
+    except BaseException:
+        # Never leave a half-started container behind (its pid 1 would be orphaned).
+        os.kill(first, signal.SIGKILL)
+        raise
     finally:
+        status = os.waitpid(first, 0)[1]
         for sig, handler in saved.items():
             signal.signal(sig, handler)
         os.close(status_r)
