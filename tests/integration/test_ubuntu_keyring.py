@@ -274,7 +274,7 @@ def test_fetch_keyring_through_a_verified_debian_archive(
     assert test_key.fingerprint.lower() in done.stdout
 
 
-@pytest.mark.hazard(5)
+@pytest.mark.hazard(1)
 def test_fetch_keyring_refuses_an_unanchored_archive(
     debian_with_ubuntu_keyring: tuple[Archive, FaultServer],
     tmp_path: Path,
@@ -294,7 +294,7 @@ def test_fetch_keyring_refuses_an_unanchored_archive(
     assert not server.fetched("*.deb")
 
 
-@pytest.mark.hazard(37)
+@pytest.mark.hazard(46)
 def test_fetch_keyring_refuses_a_tampered_package(
     debian_with_ubuntu_keyring: tuple[Archive, FaultServer],
     tmp_path: Path,
