@@ -182,7 +182,8 @@ def _prepare_root(root_fd: int, points: list[tuple[str, str]], spec: RunSpec, ro
     try:
         mounts.make_mount_points(root_fd, points if create else [], create=create)
     except mounts.PlanError as exc:
-        if create or "missing" not in str(exc):
+        # An ephemeral run makes what is missing in its own overlay, later.
+        if not (spec.ephemeral and not spec.read_only and "missing" in str(exc)):
             raise RunnerError(str(exc), subject=root) from None
 
 

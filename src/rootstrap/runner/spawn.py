@@ -1,20 +1,25 @@
 """The fixed order of syscalls from the host process to the payload's execve.
 
-    host (rootstrap)   lock image; open root, bind sources (O_PATH); fork ──┐
-    middle             PDEATHSIG; [unshare USER; host writes uid/gid map]; │
-                       unshare NS|UTS|IPC|PID|CGROUP[|NET]; fork ──────────┤
-    pid 1 (reaper)     PDEATHSIG; non-dumpable; mounts in the mount plan   │
-                       order; hostname; lo up; pivot_root + detach old;    │
-                       close fds; fork ────────────────────────────────────┤
-    payload (pid 2)    setsid; stdio or pty; close fds; chdir + getcwd;    │
-                       bounding set; seccomp; user; caps; NNP; execve      ┘
+    host (rootstrap)   lock the image; make mount points; open_tree clones of the root and
+                       the bind sources; unshare PID (children only); fork ──────────────┐
+                       (with --private-users a middle process comes first: unshare USER, │
+                       the host writes uid/gid map, unshare PID and the rest, fork)      │
+    pid 1 (reaper)     PDEATHSIG; non-dumpable; setpgid; unshare NS|UTS|IPC|CGROUP[|NET];│
+                       build the seccomp filter; mount plan (root, proc, sys, dev, run,  │
+                       tmp, user tmpfs and binds); hostname; lo up; pivot_root + detach  │
+                       the old root; close fds; fork ────────────────────────────────────┤
+    payload (pid 2)    signals reset; setsid; stdio or pty (TIOCSCTTY); close fds;       │
+                       chdir + getcwd check; bounding set; seccomp; user; caps; NNP;     │
+                       execve ───────────────────────────────────────────────────────────┘
 
-Fork before unshare(CLONE_NEWPID): the unsharing process is not itself moved, and a host
-process whose pid namespace child reaper died cannot fork again (DESIGN.md). Nothing is
-imported and no library is loaded after pivot_root: ``sys.path`` is emptied so the image can
-never supply Python code or a shared object to a process holding the runner's capabilities.
-Errors below the host process travel back as one line on a CLOEXEC pipe, which reaches EOF
-when the payload's execve succeeds.
+Fork after unshare(CLONE_NEWPID): the unsharing process is not itself moved, and the host
+process restores its own pid namespace for later children at once (a host process whose
+pid-namespace child reaper died cannot fork again; DESIGN.md). Nothing is imported and no
+library is loaded after pivot_root: ``sys.path`` is emptied so the image can never supply
+Python code or a shared object to a process holding the runner's capabilities. Errors below
+the host process travel back as one line on a CLOEXEC pipe, which reaches EOF when the
+payload's execve succeeds. Exit codes of a failed start: 125 setup, 126 not executable,
+127 not found (as docker and podman use them).
 """
 
 from __future__ import annotations
@@ -99,8 +104,10 @@ class Plan:
 
 
 def _send(fd: int, message: str) -> None:
+    """One line to the host (a single write below PIPE_BUF is atomic)."""
+    line = message.replace("\n", " ").encode(errors="replace")[:4000]
     try:
-        os.write(fd, message.encode(errors="replace")[:4000] + b"\n")
+        os.write(fd, line + b"\n")
     except OSError:
         pass
 
@@ -113,9 +120,7 @@ def _fail(plan: Plan, code: int, message: str) -> NoReturn:
 def _close_all_except(keep: set[int]) -> None:
     """Close every fd not in KEEP (close_range under the hood; HAZARDS 90)."""
     low = 0
-    for fd in sorted(keep | {-1}):
-        if fd < 0:
-            continue
+    for fd in sorted(fd for fd in keep if fd >= 0):
         if fd > low:
             os.closerange(low, fd)
         low = fd + 1
