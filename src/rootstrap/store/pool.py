@@ -134,16 +134,25 @@ class NewImage:
             os.mkdir(self.path, 0o755)
         return self.path
 
-    def publish(self, *, origin: dict[str, Any] | None = None, read_only: bool = False) -> Path:
+    def publish(
+        self,
+        *,
+        origin: dict[str, Any] | None = None,
+        read_only: bool = False,
+        synced: bool = False,
+    ) -> Path:
         """Make the temp tree the image NAME, durably and atomically; return its path.
 
-        syncfs + fsync of the store before and after a no-replace rename (HAZARDS 72). Raises
-        ImageExists (temp discarded) if NAME appeared meanwhile and force was not given."""
+        syncfs + fsync of the store before and after a no-replace rename (HAZARDS 72); SYNCED
+        skips the syncfs when the tree is already on disk (a btrfs snapshot commits its
+        transaction). Raises ImageExists (temp discarded) if NAME appeared meanwhile and force
+        was not given."""
         final = self.store.root / self.name
         try:
             if origin is not None:
                 write_origin(self.path, origin)
-            fsops.syncfs(self.path)
+            if not synced or origin is not None:
+                fsops.syncfs(self.path)
             fsops.fsync_dir(self.store.root)
             try:
                 fsops.rename_noreplace(self.path, final)

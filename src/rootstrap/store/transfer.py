@@ -97,7 +97,7 @@ def clone(
             new.make_dir()
             _filling(new, lambda: copy_tree(src_path, new.path, subject=new.name))
             return new.publish(read_only=read_only)
-        return new.publish()
+        return new.publish(synced=True)  # the snapshot ioctl committed its transaction
 
 
 def _snapshot(store: Store, src: Path, new: NewImage, read_only: bool) -> bool:
