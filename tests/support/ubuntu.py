@@ -49,7 +49,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.support.archive import Archive, Dist, TestKey, build_archive
-from tests.support.debs import DebSpec
+from tests.support.debs import DebSpec, build_deb
 
 __all__ = [
     "PRIORITY_OVERRIDES",
@@ -347,22 +347,37 @@ def build_ubuntu_archive(
         ("security", UBUNTU_SECURITY if security is None else security, {}),
         ("backports", backports, {"NotAutomatic": "yes", "ButAutomaticUpgrades": "yes"}),
     ]
+    staging = Path(tempfile.mkdtemp(prefix="rs-ubuntu-pockets-"))
     for pocket, items, fields in pockets:
         name = f"{codename}-{pocket}"
         archive.add_dist(
             name,
-            items,
+            # add_dist builds DebSpecs with xz members: build them with zstd first.
+            _zstd_paths(items, staging / pocket),
             suite=name,
             # Ubuntu's pockets keep the release's Codename (Debian's say bookworm-updates).
             Codename=codename,
             Description=f"Ubuntu {codename_title} {pocket.capitalize()}",
             **fields,
         )
+    shutil.rmtree(staging, ignore_errors=True)
     overrides = PRIORITY_OVERRIDES if priorities is None else priorities
     task_map = TASKS if tasks is None else tasks
     for dist in archive.dists.values():
         _ubuntuize(dist, overrides, task_map)
     return archive
+
+
+def _zstd_paths(items: _Packages, staging: Path) -> dict[str, list[DebSpec | Path]]:
+    """ITEMS by component, every DebSpec replaced by its .deb built with zstd members."""
+    by_comp = items if isinstance(items, Mapping) else {"main": items}
+    return {
+        component: [
+            build_deb(item, staging / component, "zstd") if isinstance(item, DebSpec) else item
+            for item in entries
+        ]
+        for component, entries in by_comp.items()
+    }
 
 
 def _ubuntuize(dist: Dist, priorities: Mapping[str, str], tasks: Mapping[str, str]) -> None:
