@@ -221,3 +221,12 @@ def test_user_namespace_combinations(bb_root: Path, options: tuple[str, ...]) ->
     if "--private-network" in options:
         assert lines(result.stdout)[1] == "lo"
     assert tree_digest(bb_root) == before
+
+
+def test_as_pid1_execs_the_command_as_init(bb_root: Path) -> None:
+    r, w = os.pipe()
+    code = run(RunSpec(bb_root, ["sh", "-c", "echo $$; exit 6"], stdout=w, as_pid1=True))
+    os.close(w)
+    with os.fdopen(r) as f:
+        assert f.read() == "1\n"
+    assert code == 6

@@ -270,10 +270,12 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
 def pid_one(plan: Plan) -> None:
     """PID 1 of the new pid namespace: set up the root, start the payload, reap, exit."""
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A session of its own: terminal signals reach rootstrap alone (which forwards them),
+    # and the host terminal is nobody's controlling tty in here (HAZARDS 87).
+    os.setsid()
     if plan.uid_map is None:  # forked by the host process itself (see start)
         if _orphaned(plan):
             os._exit(1)
-        os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
         linux.unshare(NS_FLAGS | (linux.CLONE_NEWNET if plan.private_network else 0))
     # Non-dumpable: the payload cannot open /proc/1/exe or /proc/1/mem of this host binary
     # (runc CVE-2019-5736; HAZARDS 91).
@@ -373,7 +375,8 @@ def payload(plan: Plan, slave: int) -> None:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.setsid()  # no controlling tty from the host: TIOCSTI cannot reach it (HAZARDS 87)
+        if os.getsid(0) != os.getpid():  # as pid 1 (as_pid1) it already leads its session
+            os.setsid()  # no controlling tty from the host: TIOCSTI cannot reach it (87)
         if slave >= 0:
             fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY: the container's own pty
             sources = (slave, slave, slave)
