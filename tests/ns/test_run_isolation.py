@@ -269,6 +269,11 @@ def test_runner_is_not_writable_or_traceable(bb_root: Path, tmp_path: Path) -> N
     result = sh(bb_root, script)
     out = dict(line.split("=") for line in lines(result.stdout))
     assert out["write"] != "0"
+    # Pid 1 is no stronger than the payload: no capabilities but KILL, the same filter.
+    status = sh(bb_root, "cat /proc/1/status").stdout
+    assert int(status_field(status, "CapEff"), 16) == 1 << caps.NUMBERS["KILL"]
+    assert status_field(status, "Seccomp") == "2"
+    assert status_field(status, "CapBnd") == status_field(status, "CapEff")
     userns = sh(bb_root, script, "--private-users=pick")
     out_userns = dict(line.split("=") for line in lines(userns.stdout))
     assert all(value != "0" for value in out_userns.values()), out_userns

@@ -307,6 +307,13 @@ def pid_one(plan: Plan) -> None:
             os._exit(EXIT_SETUP)
         os.close(master)
     _close_all_except({plan.status_w, slave, *plan.stdio})
+    if plan.filter is not None:
+        # Pid 1 takes the filter too (the payload inherits it): a payload allowed to ptrace
+        # (CAP_SYS_PTRACE) could otherwise make this process call keyctl() for it.
+        try:
+            plan.filter.load()
+        except OSError as exc:
+            _fail(plan, EXIT_SETUP, f"cannot load the system call filter: {exc}")
     if plan.as_pid1:
         payload(plan, slave)
     child = os.fork()
@@ -405,9 +412,7 @@ def payload(plan: Plan, slave: int) -> None:
             env.setdefault("USER", name)
             env.setdefault("LOGNAME", name)
             env.setdefault("SHELL", shell or "/bin/sh")
-        caps.drop_bounding(plan.keep_caps)
-        if plan.filter is not None:
-            plan.filter.load()
+        caps.drop_bounding(plan.keep_caps)  # (the seccomp filter is already on: pid_one)
         if ident is not None:
             uid, gid, name, _, _ = ident
             os.setgroups(_groups(name, gid))
