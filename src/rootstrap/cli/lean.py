@@ -281,6 +281,8 @@ def run_main(args: list[str], store: str) -> int:
         keep = None
         if ns.capability:
             keep = caps.RUN_DEFAULT | caps.parse(",".join(ns.capability))
+            if ns.private_network:
+                keep |= {"NET_ADMIN"}  # as the runner's own default does
         drop = caps.parse(",".join(ns.drop_capability))
     except ValueError as exc:
         raise UsageError(str(exc), hint="names as in capabilities(7), e.g. CAP_NET_ADMIN") from exc
