@@ -21,7 +21,7 @@ import os
 import re
 import shlex
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,16 @@ SSD_STUB = b"#!/bin/sh\necho 'Warning: Fake start-stop-daemon called, doing noth
 
 # dpkg's words for a failed script (src/main/script.c / errors.c), to name package and script.
 _DPKG_FAILED = re.compile(r"dpkg: error processing package (\S+) \((--\w+)\)")
-_SCRIPT_FAILED = re.compile(r"(?:installed|new) \S+ package (\S+-\S+) script subprocess")
+_SCRIPT_FAILED = re.compile(
+    r"(?:installed|new) \S+ package ([\w-]+) script subprocess returned error exit status (\d+)"
+)
+_SCRIPT_NAMES = {
+    "pre-installation": "preinst",
+    "post-installation": "postinst",
+    "pre-removal": "prerm",
+    "post-removal": "postrm",
+}
+_SETTING_UP = re.compile(r"^Setting up ([^ :]+)(?::\S+)? \(.*$")
 _OUR_FAILED = re.compile(r"^rootstrap-failed: (\S+) (\S+) (\d+)$", re.M)
 
 
@@ -67,6 +76,7 @@ def script(steps: Sequence[Step]) -> str:
         "preinst() {",
         '  f="/var/lib/dpkg/info/$1.preinst"',
         '  [ -e "$f" ] || return 0',
+        '  echo "rootstrap-preinst: $2"',  # where its output starts, for failure()
         '  DPKG_MAINTSCRIPT_PACKAGE="$2" DPKG_MAINTSCRIPT_ARCH="$3" \\',
         '  DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 "$f" install \\',
         '    || { rc=$?; echo "rootstrap-failed: $2 preinst $rc" >&2; exit 1; }',
@@ -151,21 +161,57 @@ def restore_guards(undo: list[tuple[Path, Path | None]]) -> None:
 
 
 def failure(output: str, code: int) -> ConfigureError:
-    """The clean error for a failed configure run, naming package and script (HAZARDS 64)."""
-    tail = "\n".join(output.strip().splitlines()[-15:])
+    """The clean error for a failed configure run, naming package and script (HAZARDS 64).
+
+    dpkg goes on configuring other packages after a failed postinst, so the failing
+    script's output is not at the end of the log: it is what follows ``Setting up PKG``
+    (or our ``rootstrap-preinst: PKG`` marker) up to dpkg's (or our) failure line."""
+    lines = output.splitlines()
     ours = _OUR_FAILED.search(output)
     if ours:
-        package, which = ours.group(1), ours.group(2)
+        package, which, status = ours.group(1), ours.group(2), ours.group(3)
+        end = lines.index(ours.group(0))
+        start = _last(lines, end, lambda line: line == f"rootstrap-preinst: {package}")
     else:
-        dpkg = _DPKG_FAILED.search(output)
-        package = dpkg.group(1) if dpkg else "dpkg"
-        found = _SCRIPT_FAILED.search(output)
-        which = found.group(1) if found else "configure"
-    return ConfigureError(
-        f"{which} failed (exit {code}); its output ends:\n{tail}",
-        subject=package,
-        hint="run with --debug to keep the unfinished tree for inspection",
-    )
+        dpkg = next(
+            ((i, m) for i, line in enumerate(lines) if (m := _DPKG_FAILED.search(line))), None
+        )
+        if dpkg is None:
+            tail = "\n".join(f"  {line}" for line in lines[-15:])
+            return ConfigureError(f"dpkg failed (exit {code}); its output ends:\n{tail}")
+        end, match = dpkg
+        package = match.group(1)
+        found = _SCRIPT_FAILED.search("\n".join(lines[end + 1 : end + 3]))
+        if found is None:  # not a script: dependency problems and the like, in dpkg's words
+            reason = " ".join(line.strip() for line in lines[end + 1 : end + 3])
+            return ConfigureError(f"dpkg {match.group(2)} failed: {reason}", subject=package)
+        which = _SCRIPT_NAMES.get(found.group(1), found.group(1))
+        status = found.group(2)
+        bare = package.split(":", 1)[0]
+        start = _last(lines, end, lambda line: _setting_up(line) == bare)
+    said = [line for line in lines[start + 1 : end] if line.strip()][-15:]
+    message = f"{which} failed with exit status {status}"
+    if len(said) == 1:
+        message += f": {said[0].strip()}"
+    elif said:
+        message += "; its output:\n" + "\n".join(f"  {line}" for line in said)
+    else:
+        message += " (it printed nothing)"
+    return ConfigureError(message, subject=package)
+
+
+def _setting_up(line: str) -> str | None:
+    """The package of dpkg's ``Setting up PKG[:ARCH] (VERSION) ...`` line, else None."""
+    found = _SETTING_UP.match(line)
+    return found.group(1) if found else None
+
+
+def _last(lines: Sequence[str], end: int, match: Callable[[str], bool]) -> int:
+    """The index of the last line before END that MATCHes, or END - 1 if none does."""
+    for i in range(end - 1, -1, -1):
+        if match(lines[i]):
+            return i
+    return end - 1
 
 
 def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
