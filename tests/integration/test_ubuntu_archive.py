@@ -8,12 +8,16 @@ by-hash indexes with no plain Packages, index-only Priority and Task, t64 Provid
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rootstrap import recipes
 from rootstrap.cli import main
 from tests.support.archive import Archive, TestKey
 from tests.support.server import FaultServer
@@ -146,3 +150,76 @@ def test_unknown_package_in_ubuntu_archive_is_clean(
     assert code == 1
     assert err.splitlines()[0] == "error: libfoo1: no such package in noble main (amd64)"
     assert "provided by libfoo1t64" in err
+
+
+# --------------------------------------------------------------------------- recipes and mirrors
+
+
+def test_ubuntu_recipes_name_no_mirror_host() -> None:
+    found = [p for p in recipes.available() if p.name.startswith("ubuntu-")]
+    assert {p.stem for p in found} >= {"ubuntu-jammy", "ubuntu-noble"}
+    for path in found:
+        recipe = recipes.load(str(path))
+        assert recipe.distribution == "ubuntu" and recipe.mirrors == {}
+        assert "://" not in path.read_text() and ".com" not in path.read_text()
+        assert recipe.suite == recipe.codename  # no moving alias, unlike Debian's stable
+        assert recipe.pockets == tuple(
+            f"{recipe.codename}-{p}" for p in ("updates", "security", "backports")
+        )
+        assert recipe.merged_usr and recipe.keyring_package == "ubuntu-keyring"
+
+
+def test_mirror_from_rootstrap_mirror_ubuntu(
+    ubuntu: tuple[Archive, FaultServer], tmp_path: Path
+) -> None:
+    archive, server = ubuntu
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "ROOTSTRAP_MIRROR_UBUNTU": server.url,
+        "ROOTSTRAP_MIRROR_DEBIAN": "http://127.0.0.1:9",  # another distribution's: ignored
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "rootstrap", "--cache-dir", str(tmp_path), "info", "noble",
+         "--keyring", str(archive.keyring)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"Mirror:          {server.url}\n" in done.stdout
+
+
+def test_mirror_from_the_hosts_ubuntu_apt_sources(tmp_path: Path) -> None:
+    sources = tmp_path / "etc/apt/sources.list.d"
+    sources.mkdir(parents=True)
+    # As an Ubuntu 24.04 host writes them; the security archive alone is not a full mirror.
+    (sources / "ubuntu.sources").write_text(
+        "Types: deb\nURIs: http://127.0.0.1:8001/ubuntu-security/\nSuites: noble-security\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://127.0.0.1:8000/ubuntu/\nSuites: noble noble-updates\n"
+        "Components: main restricted universe\n"
+        "Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n"
+    )
+    assert recipes.host_mirror("ubuntu", root=tmp_path) == "http://127.0.0.1:8000/ubuntu"
+    assert recipes.host_mirror("debian", root=tmp_path) is None
+
+
+def test_a_new_release_is_a_new_small_file(
+    tmp_path: Path, test_key: TestKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noble = recipes.load("noble")
+    assert noble.path is not None
+    text = noble.path.read_text().replace("noble", "oracular").replace("24.04", "24.10")
+    recipe_file = tmp_path / "ubuntu-oracular.toml"
+    recipe_file.write_text(text)
+    archive = build_ubuntu_archive(
+        tmp_path / "oracular", key=test_key, codename="oracular", version="24.10"
+    )
+    with FaultServer(archive.root) as server:
+        code = main(
+            ["--cache-dir", str(tmp_path / "cache"), "resolve", str(recipe_file), "--json",
+             "--variant", "minbase", "--mirror", server.url, "--keyring", str(archive.keyring),
+             "--arch", "amd64", "--pockets", "oracular-updates"]
+        )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    versions = {p["name"]: p["version"] for p in json.loads(out)["packages"]}
+    assert versions["libfoo1t64"] == "1.2-3ubuntu0.1" and "apt" in versions
