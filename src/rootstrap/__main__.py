@@ -6,7 +6,10 @@ The verbs that start containers take a lean path that never imports typer, httpx
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # only mypy needs the name below (the lean path skips typing)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Verbs served by rootstrap.cli.lean (argparse only); every other verb goes through typer.
 LEAN_VERBS = frozenset({"run", "boot", "shell"})
