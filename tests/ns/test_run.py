@@ -230,3 +230,13 @@ def test_as_pid1_execs_the_command_as_init(bb_root: Path) -> None:
     with os.fdopen(r) as f:
         assert f.read() == "1\n"
     assert code == 6
+
+
+def test_store_entry_that_is_a_symlink_is_refused(bb_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "evil").symlink_to(bb_root)
+    result = rootstrap("--store", str(store), "run", "evil", "true")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {store}/evil: cannot open image")
+    assert "Traceback" not in result.stderr
