@@ -21,7 +21,8 @@ research/anchors.md §5, debootstrap's ``scripts/gutsy`` and Ubuntu's published 
   listed in the Release but not served (a 404, as on the real mirrors);
 - Packages stanzas carry the archive's Priority (Ubuntu overrides the control file's through
   Launchpad: :data:`PRIORITY_OVERRIDES`), ``Task:`` lines from the seeds, ``Origin: Ubuntu``,
-  ``Original-Maintainer`` and ``SHA1``/``SHA512`` sums;
+  ``Original-Maintainer``, ``SHA1``/``SHA512`` sums, and in -updates a
+  ``Phased-Update-Percentage`` (:data:`PHASED`);
 - every .deb has ``control.tar.zst`` and ``data.tar.zst`` members (Ubuntu since 21.10);
 - t64 renames (the 64-bit time_t transition of 24.04): ``libfoo1t64`` ``Provides: libfoo1
   (= 1.2-3)`` and a package still ``Depends: libfoo1 (>= 1.2)``; an older real ``libfoo1`` is
@@ -52,6 +53,7 @@ from tests.support.archive import Archive, Dist, TestKey, build_archive
 from tests.support.debs import DebSpec, build_deb
 
 __all__ = [
+    "PHASED",
     "PRIORITY_OVERRIDES",
     "TASKS",
     "UBUNTU_ARCHITECTURES",
@@ -293,6 +295,11 @@ TASKS: Mapping[str, str] = {
     "foo-user": "server",
 }
 
+#: ``Phased-Update-Percentage`` in -updates (SRUs roll out in phases). apt ignores phasing for
+#: fresh installs, in chroots and without /etc/machine-id (apt 2.1.16 announcement on Ubuntu's
+#: discourse, "Phased updates in APT in 21.04"): a bootstrap takes the newest version.
+PHASED: Mapping[str, str] = {"libfoo1t64": "10"}
+
 _Packages = Sequence[DebSpec | Path] | Mapping[str, Sequence[DebSpec | Path]]
 
 
@@ -364,7 +371,8 @@ def build_ubuntu_archive(
     overrides = PRIORITY_OVERRIDES if priorities is None else priorities
     task_map = TASKS if tasks is None else tasks
     for dist in archive.dists.values():
-        _ubuntuize(dist, overrides, task_map)
+        phasing = PHASED if dist.name.endswith("-updates") else {}
+        _ubuntuize(dist, overrides, task_map, phasing)
     return archive
 
 
@@ -380,11 +388,16 @@ def _zstd_paths(items: _Packages, staging: Path) -> dict[str, list[DebSpec | Pat
     }
 
 
-def _ubuntuize(dist: Dist, priorities: Mapping[str, str], tasks: Mapping[str, str]) -> None:
+def _ubuntuize(
+    dist: Dist,
+    priorities: Mapping[str, str],
+    tasks: Mapping[str, str],
+    phased: Mapping[str, str],
+) -> None:
     """Give DIST's indexes Ubuntu's stanza fields, re-sign, and drop the plain Packages files."""
     sums: dict[str, tuple[str, str]] = {}
     for (component, index_arch), text in list(dist.indexes.items()):
-        stanzas = _ubuntu_stanzas(text, dist.archive_root, priorities, tasks, sums)
+        stanzas = _ubuntu_stanzas(text, dist.archive_root, priorities, tasks, phased, sums)
         dist.write_index(component, index_arch, stanzas)
     dist.resign()
     # Listed in the Release, absent on the mirror: clients must fetch a compressed variant.
@@ -400,6 +413,7 @@ def _ubuntu_stanzas(
     root: Path,
     priorities: Mapping[str, str],
     tasks: Mapping[str, str],
+    phased: Mapping[str, str],
     sums: dict[str, tuple[str, str]],
 ) -> bytes:
     """TEXT's stanzas with the index Priority, Origin, Original-Maintainer, SHA1, SHA512, Task."""
@@ -432,6 +446,8 @@ def _ubuntu_stanzas(
         task = tasks.get(name) or ("minimal" if priority in ("required", "important") else "")
         if task and "task" not in fields:
             new.append(b"Task: " + task.encode())
+        if name in phased:
+            new.append(b"Phased-Update-Percentage: " + phased[name].encode())
         out.append(b"\n".join(new) + b"\n")
     return b"\n".join(out)
 
