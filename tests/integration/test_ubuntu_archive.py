@@ -224,3 +224,19 @@ def test_a_new_release_is_a_new_small_file(
     assert code == 0, err
     versions = {p["name"]: p["version"] for p in json.loads(out)["packages"]}
     assert versions["libfoo1t64"] == "1.2-3ubuntu0.1" and "apt" in versions
+
+
+def test_arm64_on_the_primary_archive_is_a_clean_error(
+    ubuntu: tuple[Archive, FaultServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive, server = ubuntu
+    # The Release lists binary-arm64 (one Release for the primary and the ports archive), the
+    # primary mirror does not have it: apt users meet this 404 when they add arm64 there.
+    assert "main/binary-arm64/Packages.xz\n" in archive.release.read_text()
+    argv = ["--cache-dir", str(tmp_path / "cache"), "resolve", "noble", "--mirror", server.url]
+    code = main([*argv, "--keyring", str(archive.keyring), "--arch", "arm64"])
+    _out, err = capsys.readouterr()
+    assert code == 1
+    first = err.splitlines()[0]
+    assert first.startswith(f"error: {server.url}/dists/noble/main/binary-arm64/"), err
+    assert "Traceback" not in err

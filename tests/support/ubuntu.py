@@ -14,9 +14,10 @@ research/anchors.md §5, debootstrap's ``scripts/gutsy`` and Ubuntu's published 
   with ``Suite: noble-<pocket>`` but ``Codename: noble`` (Debian's say ``bookworm-updates``);
 - Release fields as Ubuntu writes them: ``Origin: Ubuntu``, ``Label: Ubuntu``, ``Suite`` =
   ``Codename`` (Ubuntu has no moving ``stable``), ``Version: 24.04``, every architecture of the
-  release listed in ``Architectures`` though the primary archive carries indexes only for
-  amd64 and i386 (the rest live on the ports archive), ``Components: main restricted universe
-  multiverse``, ``Acquire-By-Hash: yes``, MD5Sum/SHA1/SHA256 sections, no ``Valid-Until``;
+  release in ``Architectures`` and its indexes in the checksum lists, though the primary
+  archive serves only amd64's and i386's (the rest live on the ports archive: a 404 here),
+  ``Components: main restricted universe multiverse``, ``Acquire-By-Hash: yes``,
+  MD5Sum/SHA1/SHA256 sections, no ``Valid-Until``;
 - indexes as ``Packages.xz`` and ``Packages.gz`` with by-hash copies; the plain ``Packages`` is
   listed in the Release but not served (a 404, as on the real mirrors);
 - Packages stanzas carry the archive's Priority (Ubuntu overrides the control file's through
@@ -313,7 +314,7 @@ def build_ubuntu_archive(
     updates: _Packages | None = None,
     security: _Packages | None = None,
     backports: _Packages = (),
-    arch: Sequence[str] = PRIMARY_ARCHITECTURES,
+    served: Sequence[str] = PRIMARY_ARCHITECTURES,
     priorities: Mapping[str, str] | None = None,
     tasks: Mapping[str, str] | None = None,
     date: datetime | str | None = None,
@@ -324,7 +325,10 @@ def build_ubuntu_archive(
     A Path item is copied as is (repack it with zstd first: :func:`repacked_debian_minbase`).
     PRIORITIES and TASKS rewrite the index stanzas (defaults: the module's tables; for any
     other package, required/important ones get ``Task: minimal``). The pockets are in
-    ``archive.dists``. Cost: ~1 s for the synthetic set, ~3 s for ~90 real packages.
+    ``archive.dists``. Indexes exist for every Ubuntu architecture and are all in the Release,
+    but only those of SERVED are on disk: the primary archive's (amd64, i386) by default, so
+    arm64 gets the 404 apt users meet on the primary mirror; pass all of them for a ports-like
+    mirror. Cost: ~1 s for the synthetic set, ~3 s for ~90 real packages.
     """
     codename_title = codename.capitalize()
     archive = build_archive(
@@ -335,17 +339,14 @@ def build_ubuntu_archive(
         suite=codename,
         version=version,
         components=UBUNTU_COMPONENTS,
-        arch=tuple(arch),
+        arch=UBUNTU_ARCHITECTURES,
         origin="Ubuntu",
         label="Ubuntu",
         date=date,
         compressions=("xz", "gz"),
         by_hash=True,
         hashes=("MD5Sum", "SHA1", "SHA256"),
-        extra_release={
-            "Architectures": " ".join(UBUNTU_ARCHITECTURES),
-            "Description": f"Ubuntu {codename_title} {version}",
-        },
+        extra_release={"Description": f"Ubuntu {codename_title} {version}"},
         sign=("InRelease", "Release.gpg"),
         deb_compression="zstd",
     )
@@ -372,7 +373,7 @@ def build_ubuntu_archive(
     task_map = TASKS if tasks is None else tasks
     for dist in archive.dists.values():
         phasing = PHASED if dist.name.endswith("-updates") else {}
-        _ubuntuize(dist, overrides, task_map, phasing)
+        _ubuntuize(dist, overrides, task_map, phasing, tuple(served))
     return archive
 
 
@@ -393,8 +394,10 @@ def _ubuntuize(
     priorities: Mapping[str, str],
     tasks: Mapping[str, str],
     phased: Mapping[str, str],
+    served: tuple[str, ...],
 ) -> None:
-    """Give DIST's indexes Ubuntu's stanza fields, re-sign, and drop the plain Packages files."""
+    """Give DIST's indexes Ubuntu's stanza fields, re-sign, drop the plain Packages files and
+    the indexes of architectures this mirror does not serve (they stay in the Release)."""
     sums: dict[str, tuple[str, str]] = {}
     for (component, index_arch), text in list(dist.indexes.items()):
         stanzas = _ubuntu_stanzas(text, dist.archive_root, priorities, tasks, phased, sums)
@@ -403,6 +406,8 @@ def _ubuntuize(
     # Listed in the Release, absent on the mirror: clients must fetch a compressed variant.
     for component, index_arch in dist.indexes:
         dist.index_path(component, index_arch, "none").unlink(missing_ok=True)
+        if index_arch not in served:
+            shutil.rmtree(dist.index_path(component, index_arch).parent)
 
 
 _FIELD = re.compile(rb"^([A-Za-z0-9-]+):", re.M)
