@@ -240,3 +240,21 @@ def test_arm64_on_the_primary_archive_is_a_clean_error(
     first = err.splitlines()[0]
     assert first.startswith(f"error: {server.url}/dists/noble/main/binary-arm64/"), err
     assert "Traceback" not in err
+
+
+def test_jammy_recipe_against_a_jammy_shaped_archive(
+    tmp_path: Path, test_key: TestKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = build_ubuntu_archive(
+        tmp_path / "jammy", key=test_key, codename="jammy", version="22.04"
+    )
+    with FaultServer(archive.root) as server:
+        base = ["--cache-dir", str(tmp_path / "cache")]
+        tail = ["--mirror", server.url, "--keyring", str(archive.keyring), "--arch", "amd64"]
+        assert main([*base, "info", "jammy", "--json", *tail]) == 0
+        release = json.loads(capsys.readouterr().out)["release"]
+        assert (release["codename"], release["version"]) == ("jammy", "22.04")
+        code = main([*base, "resolve", "jammy", "--variant", "minbase", "--json", *tail])
+        out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "apt" in {p["name"] for p in json.loads(out)["packages"]}
