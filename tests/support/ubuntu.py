@@ -51,7 +51,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.support.archive import Archive, Dist, TestKey, build_archive
-from tests.support.debs import DebSpec, build_deb
+from tests.support.debs import DebSpec, build_deb, compress
 
 __all__ = [
     "PHASED",
@@ -402,12 +402,45 @@ def _ubuntuize(
     for (component, index_arch), text in list(dist.indexes.items()):
         stanzas = _ubuntu_stanzas(text, dist.archive_root, priorities, tasks, phased, sums)
         dist.write_index(component, index_arch, stanzas)
-    dist.resign()
+    dist.sign_text(_with_other_files(dist))
     # Listed in the Release, absent on the mirror: clients must fetch a compressed variant.
     for component, index_arch in dist.indexes:
         dist.index_path(component, index_arch, "none").unlink(missing_ok=True)
         if index_arch not in served:
             shutil.rmtree(dist.index_path(component, index_arch).parent)
+
+
+def _with_other_files(dist: Dist) -> str:
+    """DIST's Release text listing, beside the Packages indexes, the other files a real one
+    lists and a bootstrap must skip: per-architecture Release files, udeb indexes under
+    debian-installer/ (whose paths end like the real ones), Translation-en and cnf/Commands."""
+    extra: dict[str, bytes] = {}
+    for component, index_arch in sorted(dist.indexes):
+        extra[f"{component}/binary-{index_arch}/Release"] = (
+            f"Archive: {dist.name}\nVersion: {dist.release_fields.get('Version', '')}\n"
+            f"Component: {component}\nOrigin: Ubuntu\nLabel: Ubuntu\n"
+            f"Architecture: {index_arch}\n"
+        ).encode()
+        # An empty udeb index that would break resolution if mistaken for the real one.
+        extra[f"{component}/debian-installer/binary-{index_arch}/Packages.xz"] = compress(
+            b"Package: libc6\nVersion: 0.0-udeb\nArchitecture: all\n", "xz"
+        )
+        extra[f"{component}/cnf/Commands-{index_arch}.xz"] = compress(b"suite: x\n", "xz")
+    for component in dist.components:
+        extra[f"{component}/i18n/Translation-en.xz"] = compress(b"", "xz")
+    for rel, data in extra.items():
+        dist.replace_file(rel, data)
+    text = dist.release_text()
+    hashers = {"MD5Sum": "md5", "SHA1": "sha1", "SHA256": "sha256"}
+    for section, algorithm in hashers.items():
+        lines = "".join(
+            f" {hashlib.new(algorithm, data).hexdigest()} {len(data):>8} {rel}\n"
+            for rel, data in extra.items()
+        )
+        head, sep, rest = text.partition(f"\n{section}:\n")
+        if sep:
+            text = head + sep + lines + rest
+    return text
 
 
 _FIELD = re.compile(rb"^([A-Za-z0-9-]+):", re.M)
