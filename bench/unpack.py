@@ -52,10 +52,17 @@ def ours(debs: list[Path], dest: Path, workers: int) -> None:
     extract_many(debs, dest, Policy(), workers=workers)
 
 
-def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn, *args) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Wall seconds and CPU seconds (this process and its reaped children, user + system)."""
+    start, cpu = time.perf_counter(), _cpu()
     fn(*args)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu() - cpu
 
 
 def main() -> int:
@@ -63,6 +70,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--debs", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--tmpfs",
+        action="store_true",
+        help="extract into a tmpfs, so the shared disk's noise does not swamp the ratio",
+    )
     args = parser.parse_args()
     debs = ensure_debs(args.debs)
     # Largest first: the long xz streams start early and the tail is short.
@@ -70,9 +82,12 @@ def main() -> int:
     print(f"{len(debs)} debs, {sum(p.stat().st_size for p in debs) / 1e6:.1f} MB", flush=True)
     base = Path("/var/tmp") / f"rootstrap-bench-unpack-{os.getpid()}"
     ratios = []
+    base.mkdir(parents=True)
+    if args.tmpfs:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g", "tmpfs", str(base)], check=True)
     try:
         for rnd in range(1, args.rounds + 1):
-            times = {}
+            times, cpus = {}, {}
             order = ["dpkg", "ours"] if rnd % 2 else ["ours", "dpkg"]
             for name in order:
                 dest = base / name
@@ -80,18 +95,21 @@ def main() -> int:
                 dest.mkdir(parents=True)
                 os.sync()
                 if name == "dpkg":
-                    times[name] = timed(serial_dpkg, debs, dest)
+                    times[name], cpus[name] = timed(serial_dpkg, debs, dest)
                 else:
-                    times[name] = timed(ours, debs, dest, args.workers)
+                    times[name], cpus[name] = timed(ours, debs, dest, args.workers)
                 remove_tree(dest)
             ratio = times["ours"] / times["dpkg"]
             ratios.append(ratio)
             print(
                 f"round {rnd}: dpkg-deb|tar serial {times['dpkg']:.2f} s, "
-                f"extract_many({args.workers}) {times['ours']:.2f} s, ratio {ratio:.2f}",
+                f"extract_many({args.workers}) {times['ours']:.2f} s, ratio {ratio:.2f}; "
+                f"cpu {cpus['dpkg']:.2f} vs {cpus['ours']:.2f} s; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     finally:
+        if args.tmpfs:
+            subprocess.run(["umount", str(base)], check=True)
         remove_tree(base)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
