@@ -67,6 +67,17 @@ def temp_owner(entry: str) -> str | None:
     return entry[2:].rsplit(".", 1)[0]
 
 
+def refuse_mounts(path: Path) -> None:
+    """StoreError if anything is mounted below PATH (a bind mount, /proc of a stale run)."""
+    mounts = fsops.mounts_under(path)
+    if mounts:
+        raise StoreError(
+            f"a filesystem is mounted inside the image at {mounts[0]}; nothing was removed",
+            subject=str(path),
+            hint=f"unmount it first: umount -R {mounts[0]}",
+        )
+
+
 def remove_tree(path: Path) -> None:
     """Remove the tree at PATH without ever crossing into another mount (HAZARDS 74).
 
@@ -79,13 +90,7 @@ def remove_tree(path: Path) -> None:
     if not stat.S_ISDIR(lst.st_mode):
         path.unlink()  # a symlink entry: never its target (HAZARDS 80)
         return
-    mounts = fsops.mounts_under(path)
-    if mounts:
-        raise StoreError(
-            f"a filesystem is mounted inside the image at {mounts[0]}; nothing was removed",
-            subject=str(path),
-            hint=f"unmount it first: umount -R {mounts[0]}",
-        )
+    refuse_mounts(path)
     clear_immutable(path)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -170,12 +175,12 @@ class NewImage:
         return final
 
     def _replace(self, final: Path) -> None:
-        # --force: swap the new tree in atomically, then remove the old one under the temp name.
-        with (
-            lock_image(final, exclusive=True)
-            if final.is_dir() and not final.is_symlink()
-            else (contextlib.nullcontext())
-        ):
+        # --force: swap the new tree in atomically, then remove the old one under the temp
+        # name. The old image must not be in use (a run holds its lock).
+        if final.is_dir() and not final.is_symlink():
+            with lock_image(final, exclusive=True):
+                fsops.rename_exchange(self.path, final)
+        else:
             fsops.rename_exchange(self.path, final)
         remove_tree(self.path)
 
@@ -253,6 +258,20 @@ class Store:
             log.info("%s: tightening the store to mode 0700", subject)
             os.chmod(self.root, 0o700)
         return True
+
+    def lock_name(self, name: str) -> ImageLock:
+        """The creator's lock on NAME in this store (HAZARDS 102). Keyed by the store's
+        device and inode too: two stores may each hold an image "web", and the test suites
+        of several checkouts run side by side on one machine."""
+        st = os.stat(self.root)
+        try:
+            return lock_name(f"{st.st_dev}:{st.st_ino}:{name}")
+        except ImageBusy as exc:
+            raise ImageBusy(
+                "another command is creating or renaming an image of this name",
+                subject=name,
+                hint="wait for it to finish",
+            ) from exc
 
     def is_btrfs(self) -> bool:
         if self._btrfs is None:
@@ -354,7 +373,7 @@ class Store:
         ImageExists (unless FORCE)."""
         validate_name(name)
         self.check(create=True)
-        lock = lock_name(name)
+        lock = self.lock_name(name)
         try:
             if not force and (
                 os.path.lexists(self.root / name) or os.path.lexists(self.root / f"{name}.raw")
@@ -386,9 +405,10 @@ class Store:
         read_only: bool = False,
     ) -> Path:
         """Publish a tree from :meth:`temp_path` as NAME (sync, no-replace rename, origin)."""
-        new = self._pending.pop(Path(temp), None)
+        new = self._pending.get(Path(temp))
         if new is None or new.name != name:
-            raise StoreError("not a temp tree reserved for this image", subject=str(temp))
+            raise StoreError(f"not a temp tree reserved for image {name}", subject=str(temp))
+        del self._pending[Path(temp)]
         return new.publish(origin=origin, read_only=read_only)
 
     def discard(self, temp: Path) -> None:
@@ -458,8 +478,7 @@ class Store:
                 path.unlink()
                 fsops.fsync_dir(self.root)
                 return
-            if fsops.mounts_under(path):
-                remove_tree(path)  # refuses with the clean "mounted inside" error
+            refuse_mounts(path)
             hidden = self.root / f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}"
             restore = clear_immutable(path)
             try:
@@ -476,7 +495,7 @@ class Store:
         validate_name(new)
         path = self._writable_entry(old, "rename")
         target = self.root / (f"{new}.raw" if path.name.endswith(".raw") else new)
-        with lock_name(new), self._locked(path, exclusive=True):
+        with self.lock_name(new), self._locked(path, exclusive=True):
             if os.path.lexists(self.root / new) or os.path.lexists(self.root / f"{new}.raw"):
                 raise ImageExists("image already exists", subject=new)
             restore = path.is_dir() and not path.is_symlink() and clear_immutable(path)
@@ -530,7 +549,7 @@ class Store:
             path = self.root / entry
             if owner is not None:
                 try:
-                    with lock_name(owner):
+                    with self.lock_name(owner):
                         remove_tree(path)
                 except ImageBusy:
                     continue

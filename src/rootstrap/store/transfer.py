@@ -22,6 +22,7 @@ import os
 import secrets
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
@@ -122,9 +123,8 @@ def _snapshot(store: Store, src: Path, new: NewImage, read_only: bool) -> bool:
     return True
 
 
-def _filling(new: NewImage, fill: object) -> None:
-    """Run FILL (a callable) into NEW's temp tree, mapping OSErrors to clean errors."""
-    assert callable(fill)
+def _filling(new: NewImage, fill: Callable[[], None]) -> None:
+    """Run FILL into NEW's temp tree, mapping OSErrors to clean errors."""
     try:
         fill()
     except OSError as exc:

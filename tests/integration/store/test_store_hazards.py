@@ -294,3 +294,20 @@ def test_nspawn_starts_debian_clone(store: Store, fs_kind: str):
     store.clone("deb", "deb2")
     r = _nspawn(store, "deb2", "/usr/bin/dpkg-query", "-W", "base-files")
     assert r.returncode == 0 and r.stdout.startswith("base-files"), r.stderr
+
+
+@pytest.mark.root
+@pytest.mark.hazard(77)
+def test_read_only_run_gets_erofs(store: Store, rich_tree: Path):
+    """A read-only image run read-only: writes fail with EROFS, the image is unchanged."""
+    store.import_fs(rich_tree, "img")
+    store.set_read_only("img", True)
+    before = listing(store.root / "img")
+    r = subprocess.run(
+        [sys.executable, "-m", "rootstrap", "--store", str(store.root), "run", "--read-only",
+         "img", "/bin/sh", "-c", "busybox touch /etc/nope /nope; echo rc=$?"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "rc=1" in r.stdout, (r.stdout, r.stderr)
+    assert "Read-only file system" in r.stderr
+    assert listing(store.root / "img") == before

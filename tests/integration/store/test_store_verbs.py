@@ -318,3 +318,23 @@ def test_remove_keeps_store_when_tool_fails(store: Store, rich_tree: Path):
     """StoreError from remove is one clean line."""
     with pytest.raises(StoreError):
         store.remove("nothere")
+
+
+def test_bootstrap_api_temp_publish_discard(store: Store, rich_tree: Path):
+    """The calls the bootstrap makes: a hidden temp on the store's filesystem, then publish
+    (origin recorded, read-only if asked) or discard (nothing left)."""
+    temp = store.temp_path("deb")
+    assert temp.parent == store.root and temp.name.startswith(".#deb.")
+    assert os.stat(temp).st_dev == os.stat(store.root).st_dev
+    shutil.copytree(rich_tree / "usr", temp / "usr", symlinks=True)
+    assert store.images(all=True) == []
+    with pytest.raises(StoreError):
+        store.publish(temp, "other")
+    path = store.publish(temp, "deb", origin={"recipe": "debian-bookworm"}, read_only=True)
+    assert path == store.root / "deb" and not os.path.lexists(temp)
+    assert read_origin(path) == {"recipe": "debian-bookworm"}
+    assert store.image("deb").read_only
+    gone = store.temp_path("gone")
+    (gone / "half").write_text("x")
+    store.discard(gone)
+    assert not os.path.lexists(gone) and not os.path.lexists(store.root / "gone")
