@@ -13,8 +13,9 @@ because apt's CVE-2020-3810 and CVE-2020-27350 came from lenient ar parsing (HAZ
   ignored; anything else in the middle is an error.
 
 A truncated xz, gzip or bzip2 stream raises at its end; zstandard's stream reader ends quietly
-at a truncated frame, so the tar reader's own end-of-archive check catches it (HAZARDS 59: no
-spin, unlike dpkg's CVE-2026-2219).
+at a truncated frame, so a zstd member's frames are walked first (block headers only, a few
+preads per MiB) and must end exactly at the member's end (HAZARDS 59: an error, and no spin,
+unlike dpkg's CVE-2026-2219).
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ class DebFile:
         member = self.members[self.data_member]
         fd = self._open_fd()
         try:
+            if member.name.endswith(".zst"):
+                _check_zstd_frames(fd, member, self.subject)
             raw = _Section(fd, member.offset, member.size, self.subject, member.name)
             stream = _decompressor(raw, member.name[len("data.tar") :])
             try:
@@ -215,6 +218,50 @@ class DebFile:
                 stream.close()
         finally:
             os.close(fd)
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_FCS_SIZES = (0, 2, 4, 8)
+_DICT_SIZES = (0, 1, 2, 4)
+
+
+def _check_zstd_frames(fd: int, member: ArMember, subject: str) -> None:
+    """Walk the zstd frames of MEMBER (RFC 8878 §3.1) by their block headers; they must end
+    exactly at the member's end. Cost: one pread per block (≤ 128 KiB of output each)."""
+    pos, end = member.offset, member.offset + member.size
+
+    def need(n: int) -> bytes:
+        data = os.pread(fd, n, pos) if pos + n <= end else b""
+        if len(data) != n:
+            raise DebError(
+                f"invalid .deb: {member.name} is a truncated zstd stream", subject=subject
+            )
+        return data
+
+    while pos < end:
+        magic = int.from_bytes(need(4), "little")
+        pos += 4
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+            pos += 4 + int.from_bytes(need(4), "little")
+            continue
+        if magic != _ZSTD_MAGIC:
+            raise DebError(f"invalid .deb: {member.name} is not zstd data", subject=subject)
+        fhd = need(1)[0]
+        pos += 1
+        single = fhd >> 5 & 1
+        fcs = _FCS_SIZES[fhd >> 6] or (1 if single else 0)
+        pos += (0 if single else 1) + _DICT_SIZES[fhd & 3] + fcs
+        last = 0
+        while not last:
+            header = int.from_bytes(need(3), "little")
+            pos += 3
+            last, kind, size = header & 1, header >> 1 & 3, header >> 3
+            if kind == 3:
+                raise DebError(f"invalid .deb: {member.name}: bad zstd block", subject=subject)
+            pos += 1 if kind == 1 else size
+        pos += 4 if fhd & 4 else 0  # content checksum
+    if pos != end:
+        raise DebError(f"invalid .deb: {member.name} is a truncated zstd stream", subject=subject)
 
 
 def _ar_header(header: bytes, subject: str) -> tuple[str, int]:
