@@ -811,9 +811,12 @@ def _fetch_one(
         total = 0
         decoder = _Decoder(source.kind)
         corrupt: str | None = None
+        # Closed here, in this thread, whatever happens: an abandoned response generator kept
+        # alive by a traceback is otherwise closed by the garbage collector at a random moment,
+        # possibly inside httpcore's pool lock in another request (a deadlock seen in tests).
+        stream = http.stream(source.url, size=source.entry.size, sha256=source.entry.sha256,
+                             max_size=source.entry.size)  # fmt: skip
         try:
-            stream = http.stream(source.url, size=source.entry.size, sha256=source.entry.sha256,
-                                 max_size=source.entry.size)  # fmt: skip
             for block in stream:
                 if stop.is_set():
                     return
@@ -844,19 +847,22 @@ def _fetch_one(
             put(_DONE)
         except IntegrityError as exc:
             got = hasher.hexdigest()
-            if received > source.entry.size or received < source.entry.size:
-                state["error"] = _SourceFailed(
-                    "size", f"unexpected size: received {received} bytes, expected "
-                    f"{source.entry.size} (mirror sync in progress?)", exc)  # fmt: skip
-            elif "announces" in exc.message or "more than" in exc.message:
-                state["error"] = _SourceFailed(
-                    "size", f"unexpected size: {exc.message} (mirror sync in progress?)", exc
+            expected = source.entry.size
+            if "announces" in exc.message or "cap" in exc.message:
+                reason = f"unexpected size: {exc.message} (mirror sync in progress?)"
+                state["error"] = _SourceFailed("size", reason, exc)
+            elif received != expected or "more than" in exc.message:
+                reason = (
+                    f"unexpected size: received {received} bytes, expected {expected} "
+                    "(mirror sync in progress?)"
                 )
+                state["error"] = _SourceFailed("size", reason, exc)
             else:
-                state["error"] = _SourceFailed(
-                    "mismatch", f"{source.path}: expected SHA256 {source.entry.sha256} "
-                    f"({source.entry.size} bytes), received SHA256 {got} ({received} bytes) "
-                    f"from {source.url}", exc)  # fmt: skip
+                reason = (
+                    f"{source.path}: expected SHA256 {source.entry.sha256} ({expected} bytes), "
+                    f"received SHA256 {got} ({received} bytes) from {source.url}"
+                )
+                state["error"] = _SourceFailed("mismatch", reason, exc)
             put(_DONE)
         except _SourceFailed as exc:
             state["error"] = exc
@@ -868,6 +874,8 @@ def _fetch_one(
         except BaseException as exc:  # surfaced in the consumer
             state["error"] = exc
             put(_DONE)
+        finally:
+            stream.close()
 
     worker = threading.Thread(target=produce, name=f"index {source.path}", daemon=True)
     out = open(tmp, "wb")
