@@ -487,7 +487,9 @@ def _ubuntu_stanzas(
         if name in phased:
             new.append(b"Phased-Update-Percentage: " + phased[name].encode())
         out.append(b"\n".join(new) + b"\n")
-    return b"\n".join(out)
+    # A blank line after the last stanza too, as apt-ftparchive and Launchpad write it
+    # (debootstrap's pkgdetails silently drops a last stanza without one).
+    return b"\n".join(out) + b"\n"
 
 
 def _value(lines: list[bytes], key: bytes) -> str:
