@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from rootstrap import recipes
+from rootstrap.cli import main
 from rootstrap.errors import IntegrityError, KeyringError, VerificationError
 from rootstrap.keyrings import cached_keyring, fetch_keyring, find_keyring, read_member
 from tests.support.archive import Archive, TestKey, build_archive
@@ -374,3 +375,28 @@ def test_real_keyring_is_found_afterwards(real_fetch: Path, tmp_path: Path) -> N
         assert found == [UBUNTU_KEYRING]  # the host's own copy comes first
     else:
         assert found == [real_fetch / "keyrings/ubuntu-archive-keyring.gpg"]
+
+
+def test_keyring_fetch_verb_with_a_local_debian_mirror(
+    debian_with_ubuntu_keyring: tuple[Archive, FaultServer],
+    tmp_path: Path,
+    other_key: TestKey,
+    test_key: TestKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _debian, server = debian_with_ubuntu_keyring
+    cache = tmp_path / "cache"
+    argv = ["--cache-dir", str(cache), "keyring", "fetch", "ubuntu", "--mirror", server.url]
+    assert main([*argv, "--anchor-keyring", str(other_key.keyring)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(cache / "keyrings/ubuntu-archive-keyring.gpg")
+    assert out[1].startswith("usr/share/keyrings/ubuntu-archive-keyring.gpg from ubuntu-keyring")
+    assert Path(out[0]).read_bytes() == test_key.keyring.read_bytes()
+
+
+def test_keyring_fetch_of_an_unknown_distribution(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--cache-dir", str(tmp_path), "keyring", "fetch", "fedora"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: fedora: unknown distribution or suite\nhint: known: debian, ubuntu\n"
