@@ -413,8 +413,14 @@ class _Root:
         except OSError as exc:
             raise UnpackError(f"cannot open the root: {exc.strerror}", subject=str(root)) from exc
         self.stage_name = f".rootstrap-unpack-{secrets.token_hex(8)}"
-        os.mkdir(self.stage_name, 0o700, dir_fd=self.fd)
-        self.stage_fd = os.open(self.stage_name, O_DIR, dir_fd=self.fd)
+        try:
+            os.mkdir(self.stage_name, 0o700, dir_fd=self.fd)
+            self.stage_fd = os.open(self.stage_name, O_DIR, dir_fd=self.fd)
+        except OSError as exc:
+            os.close(self.fd)
+            raise UnpackError(
+                f"cannot write into the root: {exc.strerror}", subject=str(root)
+            ) from exc
 
     def close(self) -> None:
         os.close(self.stage_fd)
@@ -464,13 +470,17 @@ def _deb_reader(deb_path: Path, stream: BinaryIO, policy: Policy, cap: int | Non
 def extract_deb(deb_path: Path, root: Path, policy: Policy = Policy()) -> list[str]:
     """Extract the data.tar of the .deb DEB_PATH into ROOT; return its dpkg .list paths.
     The byte cap is ``policy.deb_cap(Installed-Size)``. Raises DebError or UnpackError."""
+    return _extract_deb(Path(deb_path), root, policy)[0]
+
+
+def _extract_deb(deb_path: Path, root: Path, policy: Policy) -> tuple[list[str], int]:
     deb = open_deb(deb_path)
     cap = policy.deb_cap(deb.control().installed_size)
     r = _Root(root, deb.subject)
     try:
         with deb.data() as stream:
             reader = _deb_reader(deb.path, stream, policy, cap)
-            return _stage_and_commit(reader, r, policy, deb.subject)
+            return _stage_and_commit(reader, r, policy, deb.subject), reader.consumed
     finally:
         r.close()
 
@@ -542,12 +552,14 @@ def extract_many(
     .deb and member; ROOT may then hold a partial tree (the caller removes it).
     """
     results: dict[Path, list[str]] = {}
+    total = 0
     if workers <= 1:
-        for deb in debs:
-            results[Path(deb)] = extract_deb(Path(deb), root, policy)
+        for deb in map(Path, debs):
+            results[deb], consumed = _extract_deb(deb, root, policy)
+            total += consumed
+            _check_total(policy, total, deb)
         return results
     r = _Root(root, str(root))
-    total = 0
     window = workers + 2  # staged-but-uncommitted packages: bounds staging space and memory
     inflight: deque[tuple[Path, str, Future[_StageResult]]] = deque()
     pool = ProcessPoolExecutor(
@@ -586,11 +598,7 @@ def extract_many(
             consumed, own = extra
             assert isinstance(consumed, int) and isinstance(own, str)
             total += consumed
-            if policy.max_bytes is not None and total > policy.max_bytes:
-                raise UnpackError(
-                    f"the packages expand beyond the cap of {policy.max_bytes} bytes",
-                    subject=deb.name,
-                )
+            _check_total(policy, total, deb)
             if own not in stage_fds:
                 stage_fds[own] = os.open(own, O_DIR, dir_fd=r.stage_fd)
             _commit_staged(r.fd, stage_fds[own], entries, deb.name)
@@ -603,6 +611,13 @@ def extract_many(
             os.close(fd)
         r.close()
     return results
+
+
+def _check_total(policy: Policy, total: int, deb: Path) -> None:
+    if policy.max_bytes is not None and total > policy.max_bytes:
+        raise UnpackError(
+            f"the packages expand beyond the cap of {policy.max_bytes} bytes", subject=deb.name
+        )
 
 
 def _commit_staged(root_fd: int, stage_fd: int, entries: list[Entry], subject: str) -> None:

@@ -312,14 +312,15 @@ def test_many_small_files_past_the_cap_stop_at_the_cap(root: Path) -> None:
 
 
 @pytest.mark.hazard(58)
-def test_total_cap_over_many_packages(tmp_path: Path, root: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_total_cap_over_many_packages(tmp_path: Path, root: Path, workers: int) -> None:
     debs = []
     for i in range(4):
         deb = tmp_path / f"p{i}_1_all.deb"
         deb.write_bytes(crafted_deb(f"p{i}", [TarEntry(f"./f{i}", b"z" * 300_000)]))
         debs.append(deb)
     with pytest.raises(UnpackError, match="expand beyond the cap"):
-        extract_many(debs, root, Policy(max_bytes=1_000_000), workers=2)
+        extract_many(debs, root, Policy(max_bytes=1_000_000), workers=workers)
     no_staging_left(root)
 
 
