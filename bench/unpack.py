@@ -33,9 +33,17 @@ def ensure_debs(where: Path) -> list[Path]:
     where.mkdir(parents=True, exist_ok=True)
     scratch = Path("/var/tmp") / f"rootstrap-bench-printdebs-{os.getpid()}"
     names = subprocess.run(
-        ["debootstrap", "--print-debs", "--variant=minbase", "bookworm", str(scratch),
-         host_mirror("debian")],
-        check=True, capture_output=True, text=True,
+        [
+            "debootstrap",
+            "--print-debs",
+            "--variant=minbase",
+            "bookworm",
+            str(scratch),
+            host_mirror("debian"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     subprocess.run(["apt-get", "download", *names], cwd=where, check=True, capture_output=True)
     return sorted(where.glob("*.deb"))
@@ -113,8 +121,10 @@ def main() -> int:
         remove_tree(base)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"median ratio {sorted(ratios)[len(ratios) // 2]:.2f} (target ≤ 0.6); "
-          f"peak RSS main {peak:.0f} MB, largest child {kids:.0f} MB; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"median ratio {sorted(ratios)[len(ratios) // 2]:.2f} (target ≤ 0.6); "
+        f"peak RSS main {peak:.0f} MB, largest child {kids:.0f} MB; load {os.getloadavg()[0]:.1f}"
+    )
     return 0
 
 
