@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 # Verbs served by rootstrap.cli.lean (argparse only); every other verb goes through typer.
-LEAN_VERBS = frozenset({"run", "boot", "shell"})
+LEAN_VERBS = frozenset({"run", "boot", "shell", "list", "poweroff", "reboot", "terminate", "kill"})
 # Global options that take a value, so the verb can be found behind them.
 _VALUED = frozenset({"--store", "--cache-dir"})
 

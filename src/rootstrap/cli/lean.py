@@ -12,6 +12,10 @@ import sys
 
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rootstrap.runner import RunSpec
+
 DEFAULT_STORE = "/var/lib/machines"
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -260,6 +264,16 @@ def run_main(args: list[str], store: str) -> int:
         )
     if not command:
         raise UsageError("no command given", hint="rootstrap run (NAME | -D DIR) [--] CMD [ARG...]")
+    from rootstrap.runner import run
+
+    return run(_spec(ns, name, command, store, boot=False)[0])
+
+
+def _spec(
+    ns: _Options, name: str | None, command: list[str], store: str, *, boot: bool
+) -> tuple[RunSpec, str]:
+    """The RunSpec for parsed options, and the machine name. BOOT: nspawn's boot defaults
+    (its full capability set as the base, console read-only when not on a terminal)."""
     if ns.directory is not None:
         root = os.path.realpath(ns.directory)
         if not os.path.isdir(root):
@@ -274,13 +288,14 @@ def run_main(args: list[str], store: str) -> int:
         if not key:
             raise UsageError("expected NAME=VALUE", subject=item)
         env[key] = value if eq else os.environ.get(key, "")
-    from rootstrap.runner import Bind, RunSpec, caps, run
+    from rootstrap.runner import Bind, RunSpec, caps
 
     binds = [_bind(v, False) for v in ns.bind] + [_bind(v, True) for v in ns.bind_ro]
     try:
         keep = None
         if ns.capability:
-            keep = caps.RUN_DEFAULT | caps.parse(",".join(ns.capability))
+            base = caps.NSPAWN_DEFAULT if boot else caps.RUN_DEFAULT
+            keep = base | caps.parse(",".join(ns.capability))
             if ns.private_network:
                 keep |= {"NET_ADMIN"}  # as the runner's own default does
         drop = caps.parse(",".join(ns.drop_capability))
@@ -291,6 +306,8 @@ def run_main(args: list[str], store: str) -> int:
         console = "pipe"
     if console is None:
         console = "interactive" if os.isatty(0) and os.isatty(1) else "pipe"
+        if boot and console == "pipe":
+            console = "read-only"  # nspawn's default for --boot off a terminal
     spec = RunSpec(
         root=root,
         argv=command,
@@ -310,7 +327,212 @@ def run_main(args: list[str], store: str) -> int:
         private_users=_private_users(ns.private_users, machine),
         console=console,
     )
-    return run(spec)
+    return spec, machine
+
+
+BOOT_USAGE = """usage: rootstrap boot (NAME | -D DIR) [OPTIONS] [-- INIT-ARG...]
+
+Boot an image: its /sbin/init (systemd) as PID 1 in new namespaces, the console on this
+terminal. Ctrl-] three times within a second kills the machine; SIGTERM powers it off
+(a second SIGTERM kills it). The options are run's (see 'rootstrap run --help'), with
+systemd-nspawn's boot defaults: its full capability set, no_new_privs off, --console
+interactive on a terminal and read-only otherwise.
+"""
+
+MACHINE_USAGE = """usage: rootstrap list [--json]
+       rootstrap shell NAME [CMD [ARG...]]
+       rootstrap poweroff NAME... | reboot NAME... | terminate NAME...
+       rootstrap kill NAME... [--signal SIG] [--kill-whom leader|all]
+
+Running machines (machinectl's verbs). shell runs root's login shell, or CMD, inside the
+machine (a pty when on a terminal); poweroff sends SIGRTMIN+4 to its init, reboot SIGINT,
+terminate kills every process, kill sends SIG (default SIGTERM) to every process or the init.
+"""
+
+
+def boot_main(args: list[str], store: str) -> int:
+    """``rootstrap boot``: the image's init as PID 1 (runner/boot.py)."""
+    options, name, command = _split_run(args)
+    if "-h" in options or "--help" in options:
+        print(BOOT_USAGE, end="")
+        return 0
+    ns = _parse_run_options(options)
+    if (name is None) == (ns.directory is None):
+        raise UsageError(
+            "name an image or give -D DIR (not both)", hint="rootstrap boot (NAME | -D DIR)"
+        )
+    if ns.user is not None or ns.as_pid2:
+        raise UsageError("--user and --as-pid2 do not apply to boot")
+    spec, machine = _spec(ns, name, ["/sbin/init"], store, boot=True)
+    if not _valid_name(machine):
+        raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
+    from rootstrap.runner.boot import boot
+
+    return boot(spec, machine, init_args=command)
+
+
+def _signal_number(value: str) -> int:
+    import signal
+
+    text = value.upper().removeprefix("SIG")
+    if text.isdigit():
+        return int(text)
+    if text.startswith("RTMIN"):
+        offset = text[5:].lstrip("+") or "0"
+        if offset.isdigit():
+            return int(signal.SIGRTMIN) + int(offset)
+    try:
+        return int(signal.Signals["SIG" + text])
+    except KeyError:
+        raise UsageError("unknown signal", subject=value, hint="e.g. TERM, KILL, RTMIN+4") from None
+
+
+def _addresses(pid: int) -> list[str]:
+    """The machine's IPv4 addresses (its own network namespace's local ones, from
+    /proc/PID/net/fib_trie; loopback left out)."""
+    out: list[str] = []
+    try:
+        with open(f"/proc/{pid}/net/fib_trie", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    from itertools import pairwise
+
+    for prev, line in pairwise(lines):
+        if "/32 host LOCAL" in line:
+            address = prev.split()[-1]
+            if not address.startswith("127.") and address not in out:
+                out.append(address)
+    return out
+
+
+def list_main(args: list[str]) -> int:
+    """``rootstrap list``: the running machines, like ``machinectl list``."""
+    as_json = False
+    for arg in args:
+        if arg == "--json" or arg.startswith("--json="):
+            as_json = True
+        elif arg in ("-h", "--help"):
+            print(MACHINE_USAGE, end="")
+            return 0
+        else:
+            raise UsageError(f"unexpected argument {arg}", hint="rootstrap list [--json]")
+    from rootstrap.runner import registry
+
+    rows = []
+    for m in registry.machines():
+        addresses = _addresses(m.leader) if m.get("private_network") else []
+        rows.append(
+            {
+                "machine": m.name,
+                "class": m.get("class", "container"),
+                "service": m.get("service", "rootstrap"),
+                "os": m.get("os") or None,
+                "version": m.get("version") or None,
+                "addresses": addresses,
+                "leader": m.leader,
+                "root": m.get("root"),
+            }
+        )
+    if as_json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No machines.")
+        return 0
+    header = ("MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES")
+    table = [
+        (
+            r["machine"],
+            r["class"],
+            r["service"],
+            r["os"] or "-",
+            r["version"] or "-",
+            ", ".join(r["addresses"]) or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        print(" ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\n{len(rows)} machines listed.")
+    return 0
+
+
+def shell_main(args: list[str]) -> int:
+    """``rootstrap shell NAME [CMD...]``."""
+    if not args or args[0] in ("-h", "--help"):
+        print(MACHINE_USAGE, end="")
+        return 0 if args else 2
+    from rootstrap.runner import registry
+    from rootstrap.runner.enter import enter
+
+    machine = registry.get(args[0])
+    command = args[1:]
+    if command and command[0] == "--":
+        command = command[1:]
+    return enter(machine, command, pty=os.isatty(0) and os.isatty(1))
+
+
+def machine_verb_main(verb: str, args: list[str]) -> int:
+    """poweroff, reboot, terminate and kill NAME...: signals to a running machine."""
+    import signal
+
+    names: list[str] = []
+    sig = int(signal.SIGTERM)
+    whom = "all"
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key, eq, value = arg.partition("=")
+        if key in ("-s", "--signal", "--kill-whom") and verb == "kill":
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"{key} needs a value")
+                value = args[i]
+            if key == "--kill-whom":
+                if value not in ("leader", "all"):
+                    raise UsageError("--kill-whom takes leader or all", subject=value)
+                whom = value
+            else:
+                sig = _signal_number(value)
+        elif arg in ("-h", "--help"):
+            print(MACHINE_USAGE, end="")
+            return 0
+        elif arg.startswith("-"):
+            raise UsageError(f"unknown option {key}", hint="see 'rootstrap list --help'")
+        else:
+            names.append(arg)
+        i += 1
+    if not names:
+        raise UsageError(f"{verb} needs a machine name", hint=f"rootstrap {verb} NAME")
+    from rootstrap.runner import cgroup, registry
+    from rootstrap.runner.boot import POWEROFF, REBOOT
+
+    machines = [registry.get(name) for name in names]  # all found, or nothing is sent
+    for m in machines:
+        if verb == "poweroff":
+            targets, number = [m.leader], POWEROFF
+        elif verb == "reboot":
+            targets, number = [m.leader], int(REBOOT)
+        elif verb == "terminate":
+            # SIGKILL to the pid namespace's init takes every process in it down.
+            targets, number = [m.leader], int(signal.SIGKILL)
+        else:
+            number = sig
+            group = m.get("cgroup")
+            targets = [m.leader]
+            if whom == "all" and group:
+                targets = [m.leader] + [p for p in cgroup.procs(group) if p != m.leader]
+        for pid in targets:
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -337,8 +559,8 @@ def main(argv: list[str]) -> int:
         i += 1
     verb, rest = (argv[i], argv[i + 1 :]) if i < len(argv) else ("", [])
     try:
-        if verb == "run":
-            code = run_main(rest, store)
+        if verb in ("run", "boot"):
+            code = run_main(rest, store) if verb == "run" else boot_main(rest, store)
             if argv == sys.argv[1:]:
                 # The process is ours: skip interpreter teardown (tens of ms with ctypes
                 # loaded); nothing is left to flush but stdio.
@@ -346,6 +568,12 @@ def main(argv: list[str]) -> int:
                 sys.stderr.flush()
                 os._exit(code)
             return code
+        if verb == "list":
+            return list_main(rest)
+        if verb == "shell":
+            return shell_main(rest)
+        if verb in ("poweroff", "reboot", "terminate", "kill"):
+            return machine_verb_main(verb, rest)
         raise UsageError(
             f"'{verb}' is not implemented yet", hint="rootstrap run (NAME | -D DIR) CMD"
         )

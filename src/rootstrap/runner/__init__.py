@@ -24,7 +24,26 @@ from rootstrap.runner import caps, linux, seccomp, spawn
 
 CONSOLE_MODES = ("interactive", "read-only", "passive", "pipe")
 
-__all__ = ["CONSOLE_MODES", "Bind", "RunSpec", "run"]
+__all__ = ["CONSOLE_MODES", "Bind", "Hooks", "RunSpec", "run"]
+
+
+class Hooks:
+    """Callbacks a supervisor (runner/boot.py) plugs into ``run``; these defaults are plain
+    ``run``'s behaviour. Called in the host process, from the supervising thread."""
+
+    def started(self, pid: int, notify_fd: int) -> None:
+        """Pid 1 (host PID) is set up and about to exec; NOTIFY_FD is the host end of its
+        /run/host/notify socket (-1 without one; the hook owns it)."""
+        if notify_fd >= 0:
+            os.close(notify_fd)
+
+    def signalled(self, sig: int, pid: int) -> None:
+        """The runner got SIG while pid 1 (host PID) runs: forward it."""
+        os.kill(pid, sig)
+
+    def escaped(self, pid: int) -> None:
+        """Ctrl-] pressed three times within a second on an interactive console."""
+        os.kill(pid, signal.SIGKILL)
 
 
 class Bind:
@@ -64,6 +83,10 @@ class RunSpec:
     stdin/stdout/stderr: fds passed as the payload's 0/1/2 (None: inherit ours).
     lock: take the image lock (LOCK_EX, or LOCK_SH when read_only or ephemeral).
     as_pid1: exec the command as PID 1 (an init); otherwise a reaper is PID 1.
+    cgroup: a host cgroup2 directory pid 1 joins before unsharing its cgroup namespace (and
+    cgroup2 is mounted writable at /sys/fs/cgroup). run_host: files for /run/host (a
+    directory on the runner's /run tmpfs). notify: bind /run/host/notify for sd_notify.
+    hooks: see Hooks (boot uses them; with them, Ctrl-]x3 on an interactive console escapes).
 
     (A plain class rather than a dataclass: importing dataclasses costs ~5 ms of the
     ``run`` budget.)
@@ -94,6 +117,10 @@ class RunSpec:
         stderr: int | None = None,
         lock: bool = True,
         as_pid1: bool = False,
+        cgroup: str | None = None,
+        run_host: Mapping[str, bytes] | None = None,
+        notify: bool = False,
+        hooks: Hooks | None = None,
     ) -> None:
         self.root = os.fspath(root)
         self.argv = tuple(argv)
@@ -117,6 +144,10 @@ class RunSpec:
         self.stderr = stderr
         self.lock = lock
         self.as_pid1 = as_pid1
+        self.cgroup = cgroup
+        self.run_host = None if run_host is None else dict(run_host)
+        self.notify = notify
+        self.hooks = hooks
 
     def __repr__(self) -> str:
         return f"RunSpec({self.root!r}, {list(self.argv)!r})"
@@ -210,7 +241,7 @@ def run(spec: RunSpec) -> int:
     # Everything the children need is loaded here, in the host process: inside a user
     # namespace the mapped root may not read the host's Python or libraries, and after
     # pivot_root nothing may be loaded at all (see spawn).
-    if spec.private_network:
+    if spec.private_network or spec.notify:
         import socket  # noqa: F401
     if denied:
         try:
@@ -295,8 +326,11 @@ def run(spec: RunSpec) -> int:
             stdio=stdio,
             uid_map=spec.private_users,
             as_pid1=spec.as_pid1,
+            cgroup=spec.cgroup,
+            run_host=spec.run_host,
+            notify=spec.notify,
         )
-        return _supervise(plan, root)
+        return _supervise(plan, root, spec.hooks)
     finally:
         for fd in fds:
             os.close(fd)
@@ -311,7 +345,7 @@ def _read_messages(fd: int) -> list[str]:
     return [line for line in data.decode(errors="replace").split("\n") if line] or [""]
 
 
-def _supervise(plan: spawn.Plan, root: str) -> int:
+def _supervise(plan: spawn.Plan, root: str, hooks: Hooks | None = None) -> int:
     """Start the container, answer its requests, relay signals and the console, wait."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -322,7 +356,7 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
     def forward(sig: int, _frame: object) -> None:
         if pid1:
             try:
-                os.kill(pid1, sig)
+                (hooks or Hooks()).signalled(sig, pid1)
             except OSError:
                 pass
         else:
@@ -343,6 +377,9 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
     saved = {sig: signal.signal(sig, forward) for sig in spawn.FORWARDED}
     master = -1
     pty_fd = -1  # the pty master's fd number inside pid 1, once offered
+    notify_fd = -1  # the same for the /run/host/notify socket
+    offered = taken = False
+    peer = -1
     error: tuple[int, str] | None = None
     try:
         while True:
@@ -365,21 +402,39 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
                     for sig in pending:
                         forward(sig, None)
                 elif kind == "T":
-                    pty_fd = int(body)
+                    first_fd, _, second_fd = body.partition(":")
+                    pty_fd, notify_fd = int(first_fd), int(second_fd or -1)
+                    offered = True
                 elif kind == "E":
                     number, _, text = body.partition(":")
                     error = (int(number), text)
                 # The middle process reports pid 1 and pid 1 offers the pty independently:
                 # take the pty once both are known, whatever their order.
-                if pty_fd >= 0 and pid1 and master < 0:
-                    master = _take_fd(pid1, pty_fd)
+                if offered and pid1 and not taken:
+                    taken = True
+                    if pty_fd >= 0:
+                        master = _take_fd(pid1, pty_fd)
+                        if hooks is not None:
+                            # An init closes its stdio and opens /dev/console only to write:
+                            # hold a slave end of our own, or the master reads EIO (no
+                            # slave) in between and the relay would stop (TIOCGPTPEER).
+                            import fcntl
+
+                            peer = fcntl.ioctl(
+                                master, 0x5441, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
+                            )
+                    notify = _take_fd(pid1, notify_fd) if notify_fd >= 0 else -1
+                    (hooks or Hooks()).started(pid1, notify)
                     os.write(go_w, b"2")
         if master >= 0 and error is None:
             from rootstrap.runner.console import relay
 
             pidfd = os.pidfd_open(first)
             try:
-                relay(master, plan.console, pidfd)
+                escape = None
+                if hooks is not None:
+                    escape = lambda: hooks.escaped(pid1)  # noqa: E731
+                relay(master, plan.console, pidfd, escape=escape)
             finally:
                 os.close(pidfd)
     except BaseException:
@@ -394,6 +449,8 @@ def _supervise(plan: spawn.Plan, root: str) -> int:
         os.close(go_w)
         if master >= 0:
             os.close(master)
+        if peer >= 0:
+            os.close(peer)
     code = spawn._exit_code(status)
     if error is not None:
         failure = RunnerError(error[1], subject=root)

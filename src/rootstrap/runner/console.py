@@ -16,6 +16,12 @@ import termios
 import tty
 from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ESCAPE = 0x1D  # Ctrl-]: three within a second leave the console (systemd-nspawn's hotkey)
+
 
 def _copy_winsize(src: int, dst: int) -> None:
     try:
@@ -35,8 +41,12 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
-def relay(master: int, mode: str, pidfd: int) -> None:
-    """Relay until the process behind PIDFD exits and the pty is drained. Cost: one poll loop."""
+def relay(master: int, mode: str, pidfd: int, escape: Callable[[], None] | None = None) -> None:
+    """Relay until the process behind PIDFD exits and the pty is drained. Cost: one poll loop.
+
+    With ESCAPE, Ctrl-] typed three times within a second on an interactive console calls it
+    and stops reading the terminal (nspawn: the machine is terminated)."""
+    presses: list[float] = []
     stdin_tty = os.isatty(0)
     saved: list[Any] | None = None
     if mode == "interactive" and stdin_tty:
@@ -62,6 +72,17 @@ def relay(master: int, mode: str, pidfd: int) -> None:
                 done = True
             if 0 in ready:
                 data = os.read(0, 65536)
+                if data and escape is not None and ESCAPE in data:
+                    import time
+
+                    now = time.monotonic()
+                    presses = [t for t in presses if now - t < 1.0]
+                    presses += [now] * data.count(ESCAPE)
+                    if len(presses) >= 3:
+                        reading.remove(0)
+                        mode = "passive"
+                        escape()
+                        continue
                 if data:
                     _write_all(master, data)
                 else:

@@ -80,6 +80,9 @@ class Plan:
         stdio: tuple[int, int, int],
         uid_map: tuple[int, int] | None,
         as_pid1: bool = False,
+        cgroup: str | None = None,
+        run_host: dict[str, bytes] | None = None,
+        notify: bool = False,
     ) -> None:
         self.root_fd = root_fd  # the locked image directory, opened in the host namespace
         self.root_tree = root_tree  # open_tree(2) clone of it, attachable in the new namespace
@@ -101,6 +104,12 @@ class Plan:
         self.stdio = stdio
         self.uid_map = uid_map  # (host base, count) for --private-users
         self.as_pid1 = as_pid1
+        # boot (runner/boot.py): a host cgroup directory pid 1 joins before its cgroup
+        # namespace is made (and cgroup2 mounted inside), files for /run/host, and a
+        # NOTIFY_SOCKET at /run/host/notify (systemd's CONTAINER_INTERFACE.md).
+        self.cgroup = cgroup
+        self.run_host = run_host
+        self.notify = notify
         self.status_w = -1
         self.go_r = -1
         self.filter: seccomp.Filter | None = None
@@ -179,9 +188,18 @@ def _orphaned(plan: Plan) -> bool:
     return bool(ready) and os.read(plan.go_r, 1) == b""
 
 
+def join_cgroup(plan: Plan) -> None:
+    """Move the calling process into PLAN.cgroup (before unshare(CLONE_NEWCGROUP), so that
+    cgroup becomes the namespace's root)."""
+    if plan.cgroup is not None:
+        with open(os.path.join(plan.cgroup, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+
 def middle(plan: Plan) -> None:
     """With --private-users: enter the user namespace, then the others; start pid 1."""
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    join_cgroup(plan)
     os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)
@@ -254,12 +272,21 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
     )
     mounts.mount_proc(m)
     mounts.mount_sys(m)
+    if plan.cgroup is not None:
+        # The whole (namespaced) cgroup2 hierarchy, writable: the machine's init manages
+        # the subtree delegated to it (CONTAINER_INTERFACE.md: full hierarchies, not a
+        # sub-tree bind). /sys itself stays read-only.
+        m.fs("sys/fs/cgroup", "cgroup2", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     m.writable = True  # from here on targets live on our own tmpfs mounts
     pty = devices.populate(m, pty=plan.console != "pipe")
     tmp_flags = linux.MS_NOSUID | linux.MS_NODEV
     for name, mode in (("run", "0755"), ("tmp", "1777")):
         if m.exists(name) == "dir":
             m.fs(name, "tmpfs", tmp_flags, f"mode={mode}")
+    if plan.run_host is not None:
+        if m.exists("run") != "dir":
+            raise mounts.PlanError("/run: missing in the image (boot needs it)")
+        _write_run_host(m, plan.run_host)
     m.writable = False
     for target, options in sorted(plan.tmpfs, key=lambda t: t[0].count("/")):
         m.fs(target, "tmpfs", tmp_flags, options)
@@ -268,6 +295,35 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
     os.fchdir(rootfd)
     os.close(rootfd)
     return pty
+
+
+def _write_run_host(m: mounts.Mounter, files: dict[str, bytes]) -> None:
+    """/run/host/NAME files on the runner's own /run tmpfs (never image content)."""
+    fd = m.target("run/host")
+    try:
+        dirfd = os.open(mounts.fdpath(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+    try:
+        for name, data in files.items():
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            out = os.open(name, flags, 0o444, dir_fd=dirfd)
+            try:
+                os.write(out, data)
+            finally:
+                os.close(out)
+    finally:
+        os.close(dirfd)
+
+
+def _notify_socket() -> int:
+    """A datagram socket bound at the container's /run/host/notify (before pivot_root);
+    the host takes it with pidfd_getfd and reads the init's READY=1 from it."""
+    import socket  # already imported by the host process (see run)
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    sock.bind(f"{STAGE}/root/run/host/notify")
+    return sock.detach()
 
 
 def pid_one(plan: Plan) -> None:
@@ -279,6 +335,7 @@ def pid_one(plan: Plan) -> None:
     if plan.uid_map is None:  # forked by the host process itself (see start)
         if _orphaned(plan):
             os._exit(1)
+        join_cgroup(plan)
         linux.unshare(NS_FLAGS | (linux.CLONE_NEWNET if plan.private_network else 0))
     # Non-dumpable: the payload cannot open /proc/1/exe or /proc/1/mem of this host binary
     # (runc CVE-2019-5736; HAZARDS 91).
@@ -288,6 +345,7 @@ def pid_one(plan: Plan) -> None:
             # Built before pivot_root: libseccomp must come from the host, not the image.
             plan.filter = seccomp.Filter(plan.denied_syscalls)
         pty = setup_root(plan)
+        notify = _notify_socket() if plan.notify else -1
         linux.sethostname(plan.hostname)
         if plan.private_network:
             _loopback_up()
@@ -304,11 +362,15 @@ def pid_one(plan: Plan) -> None:
     master = slave = -1
     if pty is not None:
         master, slave = pty
-        # The host copies the master out of this process with pidfd_getfd(2), then says so.
-        _send(plan.status_w, f"T{master}")
+    if master >= 0 or notify >= 0:
+        # The host copies the pty master and the notify socket out of this process with
+        # pidfd_getfd(2), then says so.
+        _send(plan.status_w, f"T{master}:{notify}")
         if os.read(plan.go_r, 1) != b"2":
             os._exit(EXIT_SETUP)
-        os.close(master)
+        for fd in (master, notify):
+            if fd >= 0:
+                os.close(fd)
     _close_all_except({plan.status_w, slave, *plan.stdio})
     if plan.filter is not None:
         # Pid 1 takes the filter too (the payload inherits it): a payload allowed to ptrace

@@ -1,0 +1,290 @@
+"""Boot an image: its init as PID 1, following systemd's container interface.
+
+What the machine gets (systemd's docs/CONTAINER_INTERFACE.md; research/anchors.md §7):
+
+- ``container=rootstrap`` and ``container_uuid`` in PID 1's environment (systemd fills an
+  empty /etc/machine-id from the latter), ``container_host_*`` from the host's os-release,
+  ``NOTIFY_SOCKET=/run/host/notify``;
+- /run/host/container-manager and /run/host/os-release on the runner's own /run tmpfs;
+- a cgroup namespace whose root is a cgroup2 directory made for it (runner/cgroup.py),
+  mounted writable at /sys/fs/cgroup; /sys and /proc/sys stay read-only;
+- systemd-nspawn's default capability set, CAP_SYS_ADMIN included (systemd mounts its API
+  file systems and creates cgroups), no_new_privs off (setuid programs such as su and
+  systemd's own sandboxing need privileges to rise), the system call filter still on;
+- the console on a pty of ours: interactive on a terminal, read-only otherwise, as nspawn.
+
+SIGTERM, SIGINT or SIGHUP to rootstrap ask the init to shut down (SIGRTMIN+3, nspawn's
+``--kill-signal`` default with ``--boot``); a second one kills the machine. Ctrl-] three
+times within a second on an interactive console kills it at once (nspawn's hotkey). A reboot
+inside the machine (init killed by SIGHUP in its pid namespace, reboot(2)) boots it again.
+
+While it runs the machine is in the registry (runner/registry.py), so ``list``, ``shell``,
+``poweroff`` and friends find it. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from rootstrap.errors import RunnerError
+from rootstrap.runner import Hooks, RunSpec, caps, cgroup, registry, run
+
+SIGRTMIN = signal.SIGRTMIN.value
+HALT = SIGRTMIN + 3  # systemd: halt.target; what nspawn sends to stop a booted machine
+POWEROFF = SIGRTMIN + 4  # machinectl poweroff
+REBOOT = signal.SIGINT  # machinectl reboot (systemd: ctrl-alt-del.target)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+INIT = "/sbin/init"
+
+
+def _parse_os_release(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.strip().partition("=")
+        if not eq or key.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def _read_in_root(root: str, path: str, hops: int = 16) -> bytes | None:
+    """Read PATH inside ROOT, resolving symlinks as the machine would (an absolute target
+    means ROOT/target, ``..`` stops at ROOT), so a host file is never read. None when
+    missing. (Lexical and lstat-based: the image is not being changed while we read it.)"""
+    import stat
+
+    todo = [p for p in path.split("/") if p]
+    done: list[str] = []
+    while todo:
+        name = todo.pop(0)
+        if name == ".":
+            continue
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, name)
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops -= 1
+            if hops < 0:
+                return None
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p] + todo
+            continue
+        if todo and not stat.S_ISDIR(st.st_mode):
+            return None
+        done.append(name)
+    try:
+        fd = os.open(os.path.join(root, *done), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def os_release(root: str) -> dict[str, str] | None:
+    """The image's os-release (/etc/os-release, else /usr/lib/os-release), read in-root."""
+    for path in ("etc/os-release", "usr/lib/os-release"):
+        data = _read_in_root(root, path)
+        if data is not None:
+            return _parse_os_release(data.decode("utf-8", errors="replace"))
+    return None
+
+
+def _host_os_release() -> bytes:
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            with open(path, "rb") as f:
+                return f.read(65536)
+        except OSError:
+            continue
+    return b""
+
+
+class BootHooks(Hooks):
+    """Registry entry, readiness, and nspawn's signal handling for a booted machine."""
+
+    def __init__(
+        self, machine: str, fields: dict[str, object], on_ready: Callable[[], None] | None
+    ) -> None:
+        self.machine = machine
+        self.fields = fields
+        self.on_ready = on_ready
+        self.ready = threading.Event()
+        self.stops = 0
+        self.leader = 0
+        self.reader: threading.Thread | None = None
+
+    def started(self, pid: int, notify_fd: int) -> None:
+        self.leader = pid
+        self.fields["started"] = time.time()
+        registry.register({**self.fields, "leader": pid})
+        if notify_fd >= 0:
+            self.reader = threading.Thread(
+                target=self._read_notify, args=(notify_fd,), daemon=True, name="notify"
+            )
+            self.reader.start()
+
+    def _read_notify(self, fd: int) -> None:
+        """Read sd_notify datagrams until the socket is closed; READY=1 once."""
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if b"READY=1" in data.split(b"\n") and not self.ready.is_set():
+                    self.ready.set()
+                    _notify_parent(b"READY=1")
+                    if self.on_ready is not None:
+                        self.on_ready()
+        finally:
+            os.close(fd)
+
+    def signalled(self, sig: int, pid: int) -> None:
+        if sig in STOP_SIGNALS:
+            self.stops += 1
+            os.kill(pid, HALT if self.stops == 1 else signal.SIGKILL)
+        else:
+            os.kill(pid, sig)
+
+    def escaped(self, pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _notify_parent(message: bytes) -> None:
+    """Pass READY=1 on to our own supervisor's $NOTIFY_SOCKET, as nspawn does."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    import socket
+
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message, address)
+    except OSError:
+        pass
+
+
+def boot(
+    spec: RunSpec,
+    machine: str,
+    *,
+    init_args: Sequence[str] = (),
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """Boot SPEC.root's /sbin/init as machine MACHINE; blocks until it powers off.
+
+    SPEC carries the runner options (binds, network, console, ...); its argv, as_pid1,
+    no_new_privileges, notify, run_host, cgroup and hooks are set here, and capabilities
+    default to nspawn's set. ON_READY is called (from a thread) when the init reports
+    READY=1, i.e. startup finished. Returns 0 after a poweroff or halt, otherwise the init's
+    exit status (128+N when killed by signal N). Raises RunnerError for an image without
+    os-release (HAZARDS 98) or init, or a machine name already running."""
+    info = os_release(spec.root)
+    if info is None:
+        raise RunnerError(
+            "the image has no os-release: it does not look bootable",
+            subject=spec.root,
+            hint="boot needs /etc/os-release or /usr/lib/os-release (and an init)",
+        )
+    if registry.lookup(machine) is not None:
+        raise RunnerError(
+            "a machine of this name is running",
+            subject=machine,
+            hint="pick another name with -M NAME, or 'rootstrap poweroff NAME'",
+        )
+    keep = spec.capabilities
+    if keep is None:
+        keep = caps.NSPAWN_DEFAULT | ({"NET_ADMIN"} if spec.private_network else set())
+    keep = frozenset(keep) - spec.drop_capabilities
+    host = _parse_os_release(_host_os_release().decode("utf-8", errors="replace"))
+    env = {
+        "NOTIFY_SOCKET": "/run/host/notify",
+        **{f"container_host_{k.lower()}": v for k, v in host.items() if k in ("ID", "VERSION_ID")},
+        **spec.env,
+    }
+    fields: dict[str, object] = {
+        "name": machine,
+        "class": "container",
+        "service": "rootstrap",
+        "root": os.path.realpath(spec.root),
+        "os": info.get("ID", ""),
+        "version": info.get("VERSION_ID", ""),
+        "pretty_name": info.get("PRETTY_NAME", ""),
+        "private_network": spec.private_network,
+        "capabilities": sorted(keep),
+        "syscall_filter": list(spec.syscall_filter),
+        "private_users": list(spec.private_users) if spec.private_users else None,
+        "rootstrap": os.getpid(),
+    }
+    fields.update(getattr(spec, "registry_extra", {}))
+    code = 0
+    while True:
+        owner = spec.private_users[0] if spec.private_users else None
+        group = cgroup.create(machine, owner=owner)
+        fields["cgroup"] = group
+        hooks = BootHooks(machine, fields, on_ready)
+        boot_spec = RunSpec(
+            spec.root,
+            [INIT, *init_args],
+            env=env,
+            hostname=spec.hostname or machine,
+            binds=spec.binds,
+            tmpfs=spec.tmpfs,
+            read_only=spec.read_only,
+            ephemeral=spec.ephemeral,
+            private_network=spec.private_network,
+            capabilities=keep,
+            no_new_privileges=False,
+            syscall_filter=spec.syscall_filter,
+            private_users=spec.private_users,
+            console=spec.console,
+            stdin=spec.stdin,
+            stdout=spec.stdout,
+            stderr=spec.stderr,
+            lock=spec.lock,
+            as_pid1=True,
+            cgroup=group,
+            run_host={"container-manager": b"rootstrap\n", "os-release": _host_os_release()},
+            notify=True,
+            hooks=hooks,
+        )
+        try:
+            code = run(boot_spec)
+        except RunnerError as exc:
+            if exc.exit_code == 127:
+                exc.hint = "the image needs an init: --include systemd-sysv,dbus"
+            raise
+        finally:
+            if hooks.leader:
+                registry.unregister(machine, hooks.leader)
+            cgroup.remove(group)
+        # reboot(2) in a pid namespace kills its init with SIGHUP for a restart and SIGINT
+        # for a power-off or halt (pid_namespaces(7)); systemd may also just exit.
+        if code == 128 + signal.SIGHUP and hooks.stops == 0:
+            continue
+        if code == 128 + signal.SIGINT or (code == 128 + HALT and hooks.stops == 1):
+            return 0
+        return code
