@@ -73,6 +73,53 @@ def timed(fn, *args) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start, _cpu() - cpu
 
 
+def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+    """Per path: type, mode, owner, link target or content hash, xattrs, mtime."""
+    import hashlib
+    import stat
+
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            body: object = None
+            if stat.S_ISREG(st.st_mode):
+                body = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                body = os.readlink(path)
+            xattrs = tuple(sorted(os.listxattr(path, follow_symlinks=False)))
+            out[os.path.relpath(path, root)] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                body,
+                xattrs,
+                st.st_mtime_ns,
+            )
+    return out
+
+
+def compare(ours_root: Path, dpkg_root: Path) -> None:
+    """Print how the two trees differ: everything but mtimes, then mtimes (dirs vs files)."""
+    import stat
+
+    a, b = snapshot(ours_root), snapshot(dpkg_root)
+    only = set(a) ^ set(b)
+    content = [k for k in set(a) & set(b) if a[k][:-1] != b[k][:-1]]
+    mtimes = [k for k in set(a) & set(b) if a[k][-1] != b[k][-1]]
+    dirs = sum(1 for k in mtimes if stat.S_ISDIR(int(str(a[k][0]))))
+    print(
+        f"tree check: {len(a)} entries; {len(only)} only on one side; {len(content)} differ in "
+        f"type/mode/owner/content/target/xattrs; mtime differs on {dirs} directories and "
+        f"{len(mtimes) - dirs} non-directories",
+        flush=True,
+    )
+    for key in sorted(only)[:5] + sorted(content)[:5]:
+        print(f"  {key}: ours {a.get(key)} dpkg {b.get(key)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -106,7 +153,10 @@ def main() -> int:
                     times[name], cpus[name] = timed(serial_dpkg, debs, dest)
                 else:
                     times[name], cpus[name] = timed(ours, debs, dest, args.workers)
-                remove_tree(dest)
+            if rnd == 1:
+                compare(base / "ours", base / "dpkg")
+            for name in order:
+                remove_tree(base / name)
             ratio = times["ours"] / times["dpkg"]
             ratios.append(ratio)
             print(

@@ -560,7 +560,9 @@ def extract_many(
             _check_total(policy, total, deb)
         return results
     r = _Root(root, str(root))
-    window = workers + 2  # staged-but-uncommitted packages: bounds staging space and memory
+    # Staged-but-uncommitted packages: bounds staging space and memory, yet wide enough that
+    # one big package at the head of the line does not leave the other worker idle.
+    window = 8 * workers
     inflight: deque[tuple[Path, str, Future[_StageResult]]] = deque()
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=_mp_context(), initializer=os.umask, initargs=(0,)
