@@ -1,0 +1,386 @@
+"""rootstrap boot: a rootstrap-bootstrapped Debian image (systemd-sysv, dbus) booted for real,
+driven through the command line: running, list, shell, poweroff, signals, the console escape,
+and nothing left behind (process, cgroup, registry entry, mount)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ns.conftest import CACHE, make_busybox_root, rootstrap
+
+STORE = CACHE / "boot-store"
+IMAGE = "boot"
+REGISTRY = Path("/run/rootstrap/machines")
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="session")
+def boot_store() -> Path:
+    """A store holding IMAGE: rootstrap bootstrap bookworm --include systemd-sysv,dbus from
+    the host's mirror, made once and cached (tests boot it --ephemeral: never changed)."""
+    STORE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (STORE / IMAGE / "sbin/init").is_symlink():
+            shutil.rmtree(STORE / IMAGE, ignore_errors=True)
+            result = rootstrap(
+                "--store",
+                str(STORE),
+                "--cache-dir",
+                str(CACHE / "rs-cache"),
+                "bootstrap",
+                "bookworm",
+                IMAGE,
+                "--include",
+                "systemd-sysv,dbus",
+                timeout=900,
+            )
+            assert result.returncode == 0, result.stderr
+    return STORE
+
+
+def _cgroup_dir(name: str) -> Path:
+    from rootstrap.runner.cgroup import machine_dir
+
+    return Path(machine_dir(name))
+
+
+class Machine:
+    """A `rootstrap boot` process in the background, its console captured."""
+
+    def __init__(self, store: Path, name: str, *extra: str, stdin: int | None = None) -> None:
+        self.name = name
+        self.log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")  # noqa: SIM115
+        self.mounts_before = _host_mounts()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rootstrap", "--store", str(store), "boot", IMAGE, "-M", name]
+            + ["-x", *extra],
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def wait_registered(self, timeout: float = 30) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                return dict(json.loads((REGISTRY / self.name).read_text()))
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        raise AssertionError(f"{self.name} never registered:\n{self.output()}")
+
+    def wait_running(self) -> str:
+        """`systemctl is-system-running --wait` inside; running or degraded, failed listed."""
+        self.wait_registered()
+        deadline = time.monotonic() + 90
+        state = ""
+        while not state and time.monotonic() < deadline:
+            # Until the init has made its bus socket, systemctl cannot ask it anything.
+            state = rootstrap(
+                "shell", self.name, "systemctl", "is-system-running", "--wait", timeout=90
+            ).stdout.strip()
+            time.sleep(0 if state else 0.1)
+        failed = rootstrap("shell", self.name, "systemctl", "--failed", "--no-legend").stdout
+        print(f"{self.name}: {state}; failed units: {failed.strip() or 'none'}")
+        assert state in ("running", "degraded"), (state, failed, self.output())
+        return state
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+    def assert_gone(self, leader: int) -> None:
+        """No process, cgroup, registry entry or mount of the machine is left."""
+        assert not (REGISTRY / self.name).exists()
+        assert not _cgroup_dir(self.name).exists()
+        assert not Path(f"/proc/{leader}").exists()
+        assert _host_mounts() == self.mounts_before
+        listed = json.loads(rootstrap("list", "--json").stdout)
+        assert self.name not in [m["machine"] for m in listed]
+
+
+def _host_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return sorted(line.split(" - ")[0].split(" ", 4)[4] for line in f)
+
+
+@pytest.fixture
+def machine(boot_store: Path, request: pytest.FixtureRequest) -> Iterator[Machine]:
+    name = "t-" + request.node.name.removeprefix("test_")[:40].replace("_", "-")
+    m = Machine(boot_store, name, "--console=read-only")
+    yield m
+    if m.proc.poll() is None:
+        m.proc.kill()
+        m.proc.wait()
+    m.log.close()
+
+
+def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
+    entry = machine.wait_registered()
+    machine.wait_running()
+    listed = json.loads(rootstrap("list", "--json").stdout)
+    mine = [m for m in listed if m["machine"] == machine.name]
+    assert mine and mine[0]["class"] == "container" and mine[0]["os"] == "debian", listed
+    assert mine[0]["version"] == "12"
+    table = rootstrap("list").stdout
+    assert table.splitlines()[0].split() == [
+        "MACHINE",
+        "CLASS",
+        "SERVICE",
+        "OS",
+        "VERSION",
+        "ADDRESSES",
+    ]
+    assert any(
+        line.split()[:4] == [machine.name, "container", "rootstrap", "debian"]
+        for line in table.splitlines()
+    )
+    # The container interface, seen from inside.
+    probe = rootstrap(
+        "shell",
+        machine.name,
+        "sh",
+        "-c",
+        "cat /run/host/container-manager; systemd-detect-virt -c || true; "
+        "cat /etc/machine-id; findmnt -no OPTIONS /sys; findmnt -no FSTYPE,OPTIONS /sys/fs/cgroup;"
+        " findmnt -no OPTIONS /proc/sys; test -s /run/host/os-release && echo host-os-release;"
+        " grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; echo $$",
+    )
+    assert probe.returncode == 0, probe.stderr
+    out = probe.stdout.splitlines()
+    assert out[0] == "rootstrap"
+    assert len(out[2]) == 32 and out[2] != "0" * 32, out  # machine-id from container_uuid
+    assert out[3].startswith("ro,"), out
+    assert out[4].startswith("cgroup2 rw"), out
+    assert out[5].startswith("ro,"), out
+    assert "host-os-release" in out
+    assert "Seccomp:\t2" in out  # the machine's filter holds for a shell too
+    # The delegated cgroup: systemd made its tree in ours.
+    assert (Path(str(entry["cgroup"])) / "init.scope").is_dir()
+    assert rootstrap("poweroff", machine.name).returncode == 0
+    assert machine.wait_exit() == 0, machine.output()
+    assert "Powering off" in machine.output() or "Halting" in machine.output()
+    machine.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
+
+
+def test_sigterm_powers_off_cleanly(machine: Machine) -> None:
+    entry = machine.wait_registered()
+    machine.wait_running()
+    start = time.monotonic()
+    machine.proc.send_signal(signal.SIGTERM)
+    assert machine.wait_exit() == 0, machine.output()
+    print(f"SIGTERM to exit: {time.monotonic() - start:.3f}s")
+    assert "Reached target" in machine.output() and "shutdown.target" in machine.output()
+    machine.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
+
+
+def test_second_sigterm_kills(machine: Machine) -> None:
+    entry = machine.wait_registered()
+    machine.wait_running()
+    machine.proc.send_signal(signal.SIGTERM)
+    machine.proc.send_signal(signal.SIGTERM)
+    code = machine.wait_exit(timeout=10)
+    assert code in (0, 128 + signal.SIGKILL), machine.output()
+    machine.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
+
+
+def test_terminate(machine: Machine) -> None:
+    entry = machine.wait_registered()
+    machine.wait_running()
+    assert rootstrap("terminate", machine.name).returncode == 0
+    assert machine.wait_exit(timeout=10) == 128 + signal.SIGKILL
+    machine.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
+
+
+def test_reboot_boots_again(machine: Machine) -> None:
+    first = machine.wait_registered()
+    machine.wait_running()
+    assert rootstrap("reboot", machine.name).returncode == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        again = machine.wait_registered()
+        if again["leader"] != first["leader"]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no second boot:\n{machine.output()}")
+    machine.wait_running()
+    assert rootstrap("poweroff", machine.name).returncode == 0
+    assert machine.wait_exit() == 0
+    machine.assert_gone(int(again["leader"]))  # type: ignore[call-overload]
+
+
+def test_kill_with_signal(machine: Machine) -> None:
+    entry = machine.wait_registered()
+    machine.wait_running()
+    # SIGRTMIN+4 to the init is machinectl's poweroff; through `kill` to the leader alone.
+    result = rootstrap("kill", machine.name, "--kill-whom=leader", "--signal", "RTMIN+4")
+    assert result.returncode == 0, result.stderr
+    assert machine.wait_exit() == 0
+    machine.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
+
+
+def test_unknown_machine_verbs_are_clean_errors() -> None:
+    for verb in ("poweroff", "shell", "reboot", "terminate", "kill"):
+        result = rootstrap(verb, "no-such-machine")
+        assert result.returncode == 1, (verb, result)
+        assert result.stderr.startswith("error: no-such-machine: no such machine"), result.stderr
+        assert "Traceback" not in result.stderr
+    bad = rootstrap("kill", "x", "--signal", "NOPE")
+    assert bad.returncode == 2 and "unknown signal" in bad.stderr
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{needle!r} not seen in {seen[-2000:]!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def test_console_escape_through_a_pty(boot_store: Path) -> None:
+    """Ctrl-] three times within a second on an interactive console kills the machine."""
+    name = "t-escape"
+    before = _host_mounts()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "rootstrap", "--store", str(boot_store), "boot", IMAGE]
+            + ["-M", name, "-x"],
+        )
+    try:
+        _read_until(fd, b"Reached target", 60)
+        entry = json.loads((REGISTRY / name).read_text())
+        os.write(fd, b"\x1d\x1d\x1d")
+        start = time.monotonic()
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert time.monotonic() - start < 5
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGKILL
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert not (REGISTRY / name).exists()
+    assert not _cgroup_dir(name).exists()
+    assert not Path(f"/proc/{entry['leader']}").exists()
+    assert _host_mounts() == before
+
+
+def test_shell_with_a_pty(machine: Machine) -> None:
+    """`rootstrap shell NAME` on a terminal: root's login shell on a pty of the machine."""
+    machine.wait_running()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "rootstrap", "shell", machine.name])
+    try:
+        os.write(fd, b"echo out-$((6*7)) $(tty) $(cat /proc/1/comm); exit 3\n")
+        seen = _read_until(fd, b"out-42", 30)
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.WEXITSTATUS(status) == 3
+        line = seen[seen.index(b"out-42") :].split(b"\r\n")[0].decode()
+        assert line.split()[1].startswith("/dev/pts/") and line.split()[2] == "systemd", line
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert rootstrap("poweroff", machine.name).returncode == 0
+    assert machine.wait_exit() == 0
+
+
+@pytest.mark.hazard(98)
+def test_image_without_os_release_is_refused(tmp_path: Path) -> None:
+    root = make_busybox_root(tmp_path / "bb")
+    (root / "etc/os-release").unlink()
+    (root / "sbin").mkdir()
+    (root / "sbin/init").symlink_to("/bin/sh")
+    result = rootstrap("boot", "-D", str(root), "-M", "t-noosrel")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        f"error: {root}: the image has no os-release: it does not look bootable"
+    ), result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr
+    assert not (REGISTRY / "t-noosrel").exists()
+    assert not _cgroup_dir("t-noosrel").exists()
+
+
+@pytest.mark.hazard(98)
+def test_boot_of_the_host_root_is_refused() -> None:
+    result = rootstrap("boot", "-D", "/", "-M", "t-hostroot")
+    assert result.returncode == 1
+    assert "host's root directory is not supported" in result.stderr
+    assert not _cgroup_dir("t-hostroot").exists()
+
+
+def test_image_without_init_is_a_clean_error(tmp_path: Path) -> None:
+    root = make_busybox_root(tmp_path / "bb")
+    result = rootstrap("boot", "-D", str(root), "-M", "t-noinit")
+    assert result.returncode == 127, result.stderr
+    assert "/sbin/init" in result.stderr and "systemd-sysv" in result.stderr
+    assert not (REGISTRY / "t-noinit").exists()
+    assert not _cgroup_dir("t-noinit").exists()
+
+
+def test_same_name_twice_is_refused(machine: Machine, boot_store: Path) -> None:
+    machine.wait_registered()
+    second = rootstrap("--store", str(boot_store), "boot", IMAGE, "-x", "-M", machine.name)
+    assert second.returncode == 1
+    assert "a machine of this name is running" in second.stderr
+    assert machine.proc.poll() is None
+    assert rootstrap("terminate", machine.name).returncode == 0
+    machine.wait_exit()
+
+
+def test_nspawn_boots_the_same_image(boot_store: Path) -> None:
+    """The oracle: the image rootstrap bootstrapped boots under systemd-nspawn too."""
+    nspawn = shutil.which("systemd-nspawn")
+    if nspawn is None:
+        pytest.skip("systemd-nspawn missing (apt-get install systemd-container)")
+    proc = subprocess.Popen(
+        [nspawn, "--register=no", "--keep-unit", "-q", "-b", "-x", "--console=read-only"]
+        + ["-D", str(boot_store / IMAGE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = _read_until(proc.stdout.fileno(), b"Reached target", 120)
+        assert b"Welcome to" in seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
