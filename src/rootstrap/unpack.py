@@ -21,11 +21,21 @@ Each archive goes through two steps:
    directory modes, owners and mtimes come last, deepest first, so 0000/0500 directories do not
    block their children (HAZARDS 60).
 
-``extract_many`` stages packages on ``workers`` processes (both cores) and commits them in the
-main process strictly in the given order, so the result is exactly that of a serial extraction
-in that order, conflicts included: the later package wins a shared file, and a directory/file
-clash fails the same way it would serially. Committing is cheap (a rename per file), so it
-keeps up with two stagers.
+``extract_many`` stages packages on ``workers`` forked processes (both cores; each worker has
+its own staging directory, since creating files takes the directory's lock) and commits them
+in the main process strictly in the given order. Staging never touches the tree, so the result
+is exactly that of a serial extraction in that order, conflicts included: the later package
+wins a shared file, and a directory/file clash fails the same way it would serially. (The
+alternative, extracting in parallel only packages whose file sets do not overlap, needs the
+file lists first: a second decompression, and it still cannot see clashes made through
+symlinks.) Committing is cheap (a rename per file; ~0.3 s of the ~3 s CPU of bookworm
+minbase), so it keeps up with two stagers.
+
+Differences from ``dpkg-deb -x`` (GNU tar): the root directory keeps its own attributes (the
+archive's ``./`` entry is not applied to it); directory mtimes are the archive's, where GNU tar
+leaves extraction time on directories that received a symlink; a directory is never replaced
+by a file or a symlink (an error), while a file is replaced by a directory; no fsync (a
+bootstrap syncs once at the end, as mmdebstrap does with eatmydata).
 
 Open fds stay bounded (root, staging dir, one cached parent, a transient pair while resolving),
 whatever the depth (HAZARDS 112). Memory: one chunk of file data, plus a manifest entry per
