@@ -64,11 +64,22 @@ class Machine:
 
     def __init__(self, store: Path, name: str, *extra: str, stdin: int | None = None) -> None:
         self.name = name
-        self.log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")  # noqa: SIM115
+        self.log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
         self.mounts_before = _host_mounts()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rootstrap", "--store", str(store), "boot", IMAGE, "-M", name]
-            + ["-x", *extra],
+            [
+                sys.executable,
+                "-m",
+                "rootstrap",
+                "--store",
+                str(store),
+                "boot",
+                IMAGE,
+                "-M",
+                name,
+                "-x",
+                *extra,
+            ],
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -277,8 +288,18 @@ def test_console_escape_through_a_pty(boot_store: Path) -> None:
     if pid == 0:
         os.execv(
             sys.executable,
-            [sys.executable, "-m", "rootstrap", "--store", str(boot_store), "boot", IMAGE]
-            + ["-M", name, "-x"],
+            [
+                sys.executable,
+                "-m",
+                "rootstrap",
+                "--store",
+                str(boot_store),
+                "boot",
+                IMAGE,
+                "-M",
+                name,
+                "-x",
+            ],
         )
     try:
         _read_until(fd, b"Reached target", 60)
@@ -372,8 +393,17 @@ def test_nspawn_boots_the_same_image(boot_store: Path) -> None:
     if nspawn is None:
         pytest.skip("systemd-nspawn missing (apt-get install systemd-container)")
     proc = subprocess.Popen(
-        [nspawn, "--register=no", "--keep-unit", "-q", "-b", "-x", "--console=read-only"]
-        + ["-D", str(boot_store / IMAGE)],
+        [
+            nspawn,
+            "--register=no",
+            "--keep-unit",
+            "-q",
+            "-b",
+            "-x",
+            "--console=read-only",
+            "-D",
+            str(boot_store / IMAGE),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
