@@ -37,6 +37,7 @@ FIFO = b"6"
 #: The member types a filesystem tree is made of; everything else is refused by the extractor.
 TREE_TYPES = frozenset((*REGULAR, HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIRECTORY, FIFO))
 
+_DEVICES = (CHAR, BLOCKDEV)
 _GNU_LONGNAME = b"L"
 _GNU_LONGLINK = b"K"
 _PAX_LOCAL = b"x"
@@ -299,8 +300,8 @@ class TarReader:
                 size=_number(block[124:136]),
                 mtime_ns=_number(block[136:148]) * 1_000_000_000,
                 linkname=_cstr(block[157:257]),
-                devmajor=_number(block[329:337]) if magic.startswith(b"ustar") else 0,
-                devminor=_number(block[337:345]) if magic.startswith(b"ustar") else 0,
+                devmajor=_number(block[329:337]) if block[156:157] in _DEVICES else 0,
+                devminor=_number(block[337:345]) if block[156:157] in _DEVICES else 0,
             )
         except ValueError as exc:
             raise self.fail(str(exc), shown) from None
