@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootstrap.errors import ConfigureError
+from rootstrap.errors import ConfigureError, Interrupted
+from rootstrap.runner import Hooks
 
 ENV = {
     "DEBIAN_FRONTEND": "noninteractive",
@@ -214,10 +216,29 @@ def _last(lines: Sequence[str], end: int, match: Callable[[str], bool]) -> int:
     return end - 1
 
 
+class _StopOnInterrupt(Hooks):
+    """Runner hooks: SIGINT/SIGTERM to rootstrap kill the whole configure run (HAZARDS 66).
+
+    The runner's default forwards a signal to the payload alone; a shell that gets SIGINT
+    waits for its foreground child (dpkg, then a script that may sleep for an hour), so the
+    bootstrap would hang. SIGKILL to the container's pid 1 ends its PID namespace, and with
+    it every script; the caller then raises Interrupted and the cleanup stack runs."""
+
+    interrupted = 0
+
+    def signalled(self, sig: int, pid: int) -> None:
+        if sig in (signal.SIGINT, signal.SIGTERM):
+            self.interrupted = sig
+            os.kill(pid, signal.SIGKILL)
+        else:
+            super().signalled(sig, pid)
+
+
 def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
     """Run the configure script in ROOT through the runner; return its output."""
     from rootstrap.runner import RunSpec, run
 
+    hooks = _StopOnInterrupt()
     with tempfile.TemporaryFile() as log, open(os.devnull, "rb") as null:
         # The script goes in as `sh -c`: nothing to write into the root, nothing to remove.
         code = run(
@@ -230,10 +251,13 @@ def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
                 stdout=log.fileno(),
                 stderr=log.fileno(),
                 lock=False,
+                hooks=hooks,
             )
         )
         log.seek(0)
         output = log.read().decode(errors="replace")
+    if hooks.interrupted:
+        raise Interrupted(f"interrupted by {signal.Signals(hooks.interrupted).name}")
     if code != 0:
         raise failure(output, code)
     return output
