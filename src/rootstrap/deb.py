@@ -219,6 +219,13 @@ class DebFile:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def tar(self, max_bytes: int | None = None) -> Iterator[TarReader]:
+        """The data.tar's members: ``for m in reader: reader.data(m)``; strict (no PAX), capped
+        at MAX_BYTES decompressed bytes. Errors are UnpackError naming this .deb and the member."""
+        with self.data() as stream:
+            yield TarReader(stream, subject=self.subject, max_bytes=max_bytes)
+
 
 _ZSTD_MAGIC = 0xFD2FB528
 _FCS_SIZES = (0, 2, 4, 8)

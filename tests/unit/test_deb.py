@@ -12,7 +12,6 @@ import zstandard
 
 from rootstrap.deb import CONTROL_MAX, open_deb
 from rootstrap.errors import DebError, UnpackError
-from rootstrap.tarstream import TarReader
 from tests.support.debs import (
     DebSpec,
     TarEntry,
@@ -37,8 +36,7 @@ def write(tmp_path: Path, blob: bytes, name: str = "x_1_all.deb") -> Path:
 
 def data_names(path: Path) -> list[bytes]:
     deb = open_deb(path)
-    with deb.data() as stream:
-        reader = TarReader(stream, subject=deb.subject)
+    with deb.tar() as reader:
         names = []
         for member in reader:
             names.append(member.name)
