@@ -362,7 +362,7 @@ def customize(ctx: Context) -> None:
 def _write_sources(ctx: Context, root: Path) -> None:
     assert ctx.recipe is not None and ctx.archive is not None
     recipe = ctx.recipe
-    keyring = next((k for k in recipe.keyrings if k.exists()), None)
+    keyring = _image_keyring(ctx, root)
     components = " ".join(ctx.options.components or recipe.components)
     suites = " ".join((recipe.suite, *ctx.options.pockets))
     text = f"Types: deb\nURIs: {ctx.archive.mirror}\nSuites: {suites}\nComponents: {components}\n"
@@ -373,6 +373,28 @@ def _write_sources(ctx: Context, root: Path) -> None:
     sources_list = root / "etc/apt/sources.list"
     if sources_list.is_symlink():
         sources_list.unlink()
+
+
+def _image_keyring(ctx: Context, root: Path) -> str | None:
+    """The keyring path apt in the image trusts for this mirror: the recipe's own, when a
+    package of the image ships it (debian-archive-keyring), else a copy of the keyring the
+    bootstrap verified with, placed in /etc/apt/keyrings (apt's directory for local keys)."""
+    assert ctx.recipe is not None
+    for keyring in ctx.recipe.keyrings:
+        if (root / str(keyring).lstrip("/")).is_file():
+            return str(keyring)
+    from rootstrap.keyrings import find_keyring
+
+    try:
+        used = find_keyring(ctx.recipe, ctx.options.keyrings, cache_dir=ctx.cache_dir)
+    except RootstrapError:
+        return None
+    if not used:
+        return None
+    target = f"/etc/apt/keyrings/{ctx.recipe.distribution}-archive-keyring.gpg"
+    (root / "etc/apt/keyrings").mkdir(parents=True, exist_ok=True)
+    _write_bytes(root, target, b"".join(k.read_bytes() for k in used))
+    return target
 
 
 def cleanup(ctx: Context) -> None:
@@ -424,9 +446,13 @@ def commit(ctx: Context) -> None:
 
 
 def _write_file(root: Path, relpath: str, text: str, mode: int = 0o644) -> None:
+    _write_bytes(root, relpath, text.encode(), mode)
+
+
+def _write_bytes(root: Path, relpath: str, data: bytes, mode: int = 0o644) -> None:
     from rootstrap.configure import _in_root, _replace_file
 
-    _replace_file(_in_root(root, relpath), text.encode(), mode)
+    _replace_file(_in_root(root, relpath), data, mode)
 
 
 # --------------------------------------------------------------------------- the story
