@@ -131,9 +131,7 @@ def set_inode_flags(fd: int, flags: int) -> None:
 
 def is_btrfs_subvolume(fd: int) -> bool:
     """True if the directory FD is the root of a btrfs subvolume (fstat + fstatfs)."""
-    return (
-        os.fstat(fd).st_ino == BTRFS_FIRST_FREE_OBJECTID and fs_type(fd) == BTRFS_SUPER_MAGIC
-    )
+    return os.fstat(fd).st_ino == BTRFS_FIRST_FREE_OBJECTID and fs_type(fd) == BTRFS_SUPER_MAGIC
 
 
 def _vol_args(name: str, fd: int = 0, flags: int = 0, v2: bool = False) -> bytearray:

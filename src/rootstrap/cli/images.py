@@ -5,17 +5,17 @@ print. The store is ``--store`` / ``ROOTSTRAP_STORE`` (default /var/lib/machines
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rootstrap.cli import settings
+from rootstrap.cli.listing import format_bytes, format_time, image_json, render_images
 from rootstrap.errors import UsageError
 
 if TYPE_CHECKING:
-    from rootstrap.store import Image, Store
+    from rootstrap.store import Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing image")]
@@ -31,76 +31,14 @@ def _store() -> Store:
     return Store(settings.store)
 
 
-def format_bytes(n: int | None) -> str:
-    """systemd's FORMAT_BYTES: 1024-based, one decimal (``312.4M``), ``n/a`` when unknown."""
-    if n is None:
-        return "n/a"
-    for unit in ("B", "K", "M", "G", "T", "P"):
-        if n < 1024 or unit == "P":
-            return f"{n}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024  # type: ignore[assignment]
-    return "n/a"
-
-
-def format_time(t: float | None) -> str:
-    """systemd's format_timestamp: ``Sun 2026-11-29 19:55:01 UTC`` (local zone)."""
-    if t is None:
-        return "n/a"
-    return time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(t))
-
-
-def _usec(t: float | None) -> int | None:
-    return None if t is None else int(t * 1_000_000)
-
-
-def image_json(image: Image) -> dict[str, Any]:
-    return {
-        "name": image.name,
-        "type": str(image.type),
-        "ro": image.read_only,
-        "usage": image.usage,
-        "created": _usec(image.created),
-        "modified": _usec(image.modified),
-        "path": str(image.path),
-        "hidden": image.hidden,
-        "link": image.link,
-    }
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        " ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 def list_images(
     all: Annotated[bool, typer.Option("--all", "-a", help="Show hidden images too")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the images in the store (NAME TYPE RO USAGE CREATED MODIFIED)."""
-    images = _store().images(all=all)
-    if as_json:
-        print(json.dumps([image_json(i) for i in images], indent=2))
-        return
-    if not images:
-        print("No images.")
-        return
-    rows = [["NAME", "TYPE", "RO", "USAGE", "CREATED", "MODIFIED"]]
-    for i in images:
-        rows.append(
-            [
-                i.name,
-                str(i.type),
-                "yes" if i.read_only else "no",
-                format_bytes(i.usage),
-                format_time(i.created),
-                format_time(i.modified),
-            ]
-        )
-    print(table(rows))
-    print(f"\n{len(images)} images listed.")
+    """List the images in the store (NAME TYPE RO USAGE CREATED MODIFIED).
+
+    Normally served by rootstrap.cli.listing without typer (see rootstrap/__main__.py)."""
+    print(render_images(_store().images(all=all), as_json))
 
 
 def _details(name: str) -> dict[str, Any]:
