@@ -424,8 +424,8 @@ def _supervise(plan: spawn.Plan, root: str, hooks: Hooks | None = None) -> int:
                                 master, 0x5441, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
                             )
                     notify = _take_fd(pid1, notify_fd) if notify_fd >= 0 else -1
+                    os.write(go_w, b"2")  # pid 1 may exec now: registering is not its business
                     (hooks or Hooks()).started(pid1, notify)
-                    os.write(go_w, b"2")
         if master >= 0 and error is None:
             from rootstrap.runner.console import relay
 

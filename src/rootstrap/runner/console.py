@@ -62,7 +62,8 @@ def relay(master: int, mode: str, pidfd: int, escape: Callable[[], None] | None 
     try:
         while True:
             try:
-                ready, _, _ = select.select(reading, [], [], 0.05 if done else None)
+                # Once the container is gone whatever it wrote is already in the pty: drain it.
+                ready, _, _ = select.select(reading, [], [], 0 if done else None)
             except InterruptedError:
                 continue
             if not ready and done:
