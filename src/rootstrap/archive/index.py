@@ -70,7 +70,7 @@ __all__ = [
     "parse_stanza",
 ]
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 HARD_CAP: Final = 1 << 30  # no Packages index comes near 1 GiB uncompressed (sid main: ~70 MB)
 PIECE: Final = 1 << 20  # decompressor output per step: bounds memory whatever the ratio
 CHUNK: Final = 4 << 20  # text parsed per step
@@ -104,13 +104,15 @@ def _field_re(name: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"\n" + name + rb":[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
 
 
-_PKG = _field_re(b"Package")
-_VER = _field_re(b"Version")
-_ARCH = _field_re(b"Architecture")
+_HEAD = re.compile(
+    rb"\nPackage:[ \t]*([^\n]*)\n(?:[^\n]+\n)*?Version:[ \t]*([^\n]*)\n"
+    rb"(?:[^\n]+\n)*?Architecture:[ \t]*([^\n]*)"
+)
 _PROV = _field_re(b"Provides")
 _PRIO = _field_re(b"Priority")
 _ESS = _field_re(b"Essential")
-_ANY_CASE = re.compile(rb"(?i)\n(?:package|version|architecture|provides|priority|essential):")
+# Anchored on the newline so the scan skips from line to line (3x faster than a leading (?i)).
+_ANY_CASE = re.compile(rb"\n(?i:p(?:ackage|rovides|riority)|version|architecture|essential):")
 _WS_LINE = re.compile(rb"\n[ \t]+(?=\n)")
 _NAMES_OK = re.compile(r"(?:[a-z0-9][a-z0-9+.-]+\n)*")
 _VERSIONS_OK = re.compile(r"(?:(?:[0-9]+:)?[0-9][A-Za-z0-9.+~:-]*\n)*")
@@ -203,30 +205,24 @@ class _Builder:
 
     # -- fast path: a canonical chunk ----------------------------------------------------------
 
-    def add_chunk(self, text: bytes, offset: int) -> None:
-        """Add the stanzas of TEXT (complete stanzas, ending with a newline) found at OFFSET."""
-        if not self._fast(text, offset):
-            self._slow(text, offset)
+    def add_chunk(self, buf: bytes, offset: int) -> None:
+        """Add the stanzas of BUF: a newline, complete stanzas, one newline; BUF[1] is at OFFSET
+        in the file."""
+        if not self._fast(buf, offset):
+            self._slow(buf[1:], offset)
 
-    def _fast(self, text: bytes, offset: int) -> bool:
-        buf = b"\n" + text
-        pkgs = [(m.start(), m[1]) for m in _PKG.finditer(buf)]
-        count = len(pkgs)
-        if not count or pkgs[0][0] != 0:
+    def _fast(self, buf: bytes, offset: int) -> bool:
+        # Package, Version and Architecture in one scan, in Debian's field order; the gaps
+        # match only non-empty lines, so a match never leaves its stanza.
+        heads = [(m.start(), m[1], m[2], m[3]) for m in _HEAD.finditer(buf)]
+        count = len(heads)
+        if not count or heads[0][0] != 0:
             return False
-        # Exactly one blank line between stanzas, each followed by "Package:".
-        if buf.count(b"\n\n") != count - 1 or not all(buf[p - 1] == 10 for p, _v in pkgs[1:]):
+        # One match per stanza: as many as blank lines + 1, each right after a blank line.
+        if buf.count(b"\n\n") != count - 1 or not all(buf[h[0] - 1] == 10 for h in heads[1:]):
             return False
-        vers = [(m.start(), m[1]) for m in _VER.finditer(buf)]
-        archs = [(m.start(), m[1]) for m in _ARCH.finditer(buf)]
-        if len(vers) != count or len(archs) != count:
-            return False
-        starts = [p for p, _v in pkgs]
+        starts = [h[0] for h in heads]
         bounds = [*starts[1:], len(buf)]
-        for found in (vers, archs):
-            at = [p for p, _v in found]
-            if not (all(map(int.__lt__, starts, at)) and all(map(int.__lt__, at, bounds))):
-                return False
         optional = []
         for pattern in (_PROV, _PRIO, _ESS):
             found = [(m.start(), m[1]) for m in pattern.finditer(buf)]
@@ -242,13 +238,15 @@ class _Builder:
                 if len({i for i, _v in hits}) != len(hits):
                     return False  # a field twice in one stanza: let the slow path say where
             optional.append(hits)
+        # Every spelling of the six fields must be the canonical one seen above (and each field
+        # once): "provides:" or a second "Version:" send the chunk to the general parser.
         canonical = 3 * count + sum(len(h) for h in optional)
         if len(_ANY_CASE.findall(buf)) != canonical:
             return False  # "provides:" or "PACKAGE:" somewhere: the slow path reads any case
         base = len(self.names)
-        names = [v.decode("ascii", "replace").strip() for _p, v in pkgs]
-        versions = [v.decode("ascii", "replace").strip() for _p, v in vers]
-        arch_names = [v.decode("ascii", "replace").strip() for _p, v in archs]
+        names = [h[1].decode("ascii", "replace").strip() for h in heads]
+        versions = [h[2].decode("ascii", "replace").strip() for h in heads]
+        arch_names = [h[3].decode("ascii", "replace").strip() for h in heads]
         # Policy 5.6.1/5.6.12 checked in one C pass each; per item only when something is off.
         joined_ok = _NAMES_OK.fullmatch("\n".join(names) + "\n") and _VERSIONS_OK.fullmatch(
             "\n".join(versions) + "\n"
@@ -336,6 +334,17 @@ class _Builder:
             )  # fmt: skip
         arch_list = sorted(set(self.archs))
         codes = {a: i for i, a in enumerate(arch_list)}
+        provides: dict[str, list[tuple[int, str | None]]] = {}
+        for virtual, i, version in self.provides:
+            provides.setdefault(virtual, []).append((i, version))
+        dups: dict[str, list[int]] = {}
+        last = dict(zip(self.names, range(len(self.names)), strict=True))
+        if len(last) != len(self.names):  # a name given twice (versions, architectures)
+            for i, name in enumerate(self.names):
+                if last[name] != i:
+                    dups.setdefault(name, []).append(i)
+            for name, found in dups.items():
+                found.append(last[name])
         return {
             "format": FORMAT,
             "key": key,
@@ -343,10 +352,11 @@ class _Builder:
             "names": self.names,
             "versions": self.versions,
             "arch_list": arch_list,
-            "arch_codes": bytes(codes[a] for a in self.archs),
+            "arch_codes": bytes(map(codes.__getitem__, self.archs)),
             "starts": self.starts.tobytes(),
             "ends": self.ends.tobytes(),
-            "provides": self.provides,
+            "provides": provides,
+            "dups": dups,
             "priority": {k: array("I", v).tobytes() for k, v in self.priority.items()},
             "essential": self.essential,
             "rejected": len(self.rejected),
@@ -367,12 +377,12 @@ class IndexTable(PackageSource):
         self._starts.frombytes(table["starts"])
         self._ends = array("Q")
         self._ends.frombytes(table["ends"])
-        self._provides_raw: list[tuple[str, int, str | None]] = table["provides"]
+        self._provides: dict[str, list[tuple[int, str | None]]] = table["provides"]
+        self._dups: dict[str, list[int]] = table["dups"]
         self._priority: dict[str, bytes] = table["priority"]
         self._essential: list[int] = table["essential"]
         self._text = text
         self._by_name: dict[str, int | list[int]] | None = None
-        self._provides: dict[str, list[tuple[int, str | None]]] | None = None
         self._cache: dict[int, Package] = {}
 
     def __len__(self) -> int:
@@ -380,15 +390,11 @@ class IndexTable(PackageSource):
 
     def _index(self) -> dict[str, int | list[int]]:
         if self._by_name is None:
-            by_name: dict[str, int | list[int]] = dict(zip(self._names, range(len(self._names)),
-                                                            strict=True))  # fmt: skip
-            if len(by_name) != len(self._names):  # the same name twice (versions, archs)
-                seen: dict[str, list[int]] = {}
-                for i, name in enumerate(self._names):
-                    seen.setdefault(name, []).append(i)
-                for name, found in seen.items():
-                    if len(found) > 1:
-                        by_name[name] = found
+            # Built in C (~5 ms for bookworm main); names given twice come from the table.
+            by_name: dict[str, int | list[int]] = dict(
+                zip(self._names, range(len(self._names)), strict=True)
+            )
+            by_name.update(self._dups)
             self._by_name = by_name
         return self._by_name
 
@@ -439,11 +445,6 @@ class IndexTable(PackageSource):
         return [self.package(i) for i in self._ids(name) if self._arch(i) in archs]
 
     def providers(self, virtual: str, archs: tuple[str, ...]) -> list[tuple[Package, str | None]]:
-        if self._provides is None:
-            table: dict[str, list[tuple[int, str | None]]] = {}
-            for name, i, version in self._provides_raw:
-                table.setdefault(name, []).append((i, version))
-            self._provides = table
         return [
             (self.package(i), version)
             for i, version in self._provides.get(virtual, [])
@@ -472,27 +473,40 @@ class _Text:
     def __init__(self) -> None:
         self.carry = b""
 
-    def feed(self, data: bytes, final: bool = False) -> bytes:
-        data = self.carry + data
+    def feed(self, data: bytes, final: bool = False) -> list[bytes | memoryview]:
+        """The complete lines of CARRY + DATA (all of it when FINAL), as pieces to append."""
         if final:
+            whole = self.carry + data
             self.carry = b""
-            if data and not data.endswith(b"\n"):
-                data += b"\n"  # HAZARDS 22: a missing trailing newline ends the last field
-        else:
-            cut = data.rfind(b"\n") + 1
-            self.carry = data[cut:]
-            data = data[:cut]
+            if whole and not whole.endswith(b"\n"):
+                whole += b"\n"  # HAZARDS 22: a missing trailing newline ends the last field
+            return [self._normal(whole)]
+        last = data.rfind(b"\n")
+        if last < 0:
+            self.carry += data
+            return []
+        head, self.carry = self.carry, data[last + 1 :]
+        if b"\r" in data or _WS_LINE.search(data) or (head and head[:1] in b" \t"):
+            return [self._normal(head + data[: last + 1])]
+        # The common case: no copy here (the chunker copies once into its buffer).
+        return [head, memoryview(data)[: last + 1]]
+
+    @staticmethod
+    def _normal(data: bytes) -> bytes:
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        if b" \n" in data or b"\t\n" in data:
+        if _WS_LINE.search(data):
             data = _WS_LINE.sub(b"\n", data)
-            if data[:1] in (b" ", b"\t") and not data.split(b"\n", 1)[0].strip():
-                data = data.lstrip(b" \t")  # a whitespace-only first line
+        if data[:1] in (b" ", b"\t") and not data.split(b"\n", 1)[0].strip():
+            data = data.lstrip(b" \t")  # a whitespace-only first line
         return data
 
 
 class _Chunker:
-    """Cuts normalised text at stanza boundaries into the builder, writing it to SINK."""
+    """Cuts normalised text at stanza boundaries into the builder, writing it to SINK.
+
+    A chunk is cut between the two newlines of a blank line, so every chunk after the first
+    starts with the newline that the fast path's patterns (``\\nPackage:``) expect."""
 
     def __init__(self, builder: _Builder, sink: Callable[[bytes], Any] | None) -> None:
         self.builder = builder
@@ -500,26 +514,42 @@ class _Chunker:
         self.pending = bytearray()
         self.offset = 0  # file offset of pending[0]
 
-    def feed(self, text: bytes, final: bool = False) -> None:
-        self.pending += text
+    def feed(self, pieces: Iterable[bytes | memoryview], final: bool = False) -> None:
+        for piece in pieces:
+            self.pending += piece
         if len(self.pending) < CHUNK and not final:
             return
         if final:
             cut = len(self.pending)
         else:
-            cut = self.pending.rfind(b"\n\n") + 2
-            if cut < 2:
+            cut = self.pending.rfind(b"\n\n") + 1
+            if cut < 1:
                 return
-        chunk = bytes(self.pending[:cut])
+        chunk = bytes(memoryview(self.pending)[:cut])
         del self.pending[:cut]
         if self.sink is not None:
             self.sink(chunk)
-        # The parser sees whole stanzas ending with one newline; separators stay in the file.
-        body = chunk.rstrip(b"\n") + b"\n" if chunk.strip() else b""
-        if body[:1] == b"\n" or b"\n\n\n" in body:
-            self.builder._slow(chunk, self.offset)
-        elif body:
-            self.builder.add_chunk(body, self.offset)
+        first = self.offset == 0
+        end = len(chunk)
+        if final:
+            while end and chunk[end - 1] == 10:
+                end -= 1
+            end += end < len(chunk)  # keep one newline after the last stanza
+        # BUF: a newline, whole stanzas, one newline; BUF[1] is at file offset TEXT_AT.
+        start = 0 if first else 1
+        text_at = self.offset + start
+        if end > start:
+            body = memoryview(chunk)[start:end]
+            if (
+                chunk[start] == 10  # blank lines ahead of the first stanza
+                or chunk.find(b"\n\n\n", start, end) >= 0
+                or (not first and chunk[0] != 10)
+            ):
+                self.builder._slow(bytes(body), text_at)
+            elif first or end < len(chunk):
+                self.builder.add_chunk(b"".join((b"\n", body)) if first else chunk[:end], text_at)
+            else:
+                self.builder.add_chunk(chunk, text_at)
         self.offset += len(chunk)
 
 
@@ -679,7 +709,8 @@ def load_cached(cache_dir: Path, key: str, origin: str) -> IndexTable | None:
     base = cache_dir / "indexes"
     try:
         with open(base / f"{key}.table", "rb") as f:
-            table = marshal.load(f)
+            # marshal.load(file) reads in tiny pieces (~20x slower here): read, then loads.
+            table = marshal.loads(f.read())
         fd = os.open(base / f"{key}.packages", os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, EOFError, ValueError, TypeError):
         return None
@@ -792,7 +823,7 @@ def _fetch_one(
     final = directory / f"{key}.packages"
     tmp = directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
     cap = plain.size if plain else min(HARD_CAP, 16 * PIECE + 32 * source.entry.size)
-    pieces: queue.Queue[object] = queue.Queue(maxsize=16)
+    pieces: queue.Queue[object] = queue.Queue(maxsize=6)  # ~6 MiB in flight at most
     stop = threading.Event()
     state: dict[str, Any] = {}
 
@@ -935,7 +966,10 @@ def _fetch_one(
                 pass
         worker.join(timeout=5)
         raise
-    loaded = load_cached(cache_dir, key, origin)
-    if loaded is None:  # pragma: no cover - written a moment ago
-        raise ArchiveIndexError("the parsed index could not be read back", subject=str(final))
-    return loaded
+    # The table just built, over the file just renamed (not a second copy read back).
+    fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        text: bytes | mmap.mmap = mmap.mmap(fd, 0, prot=mmap.PROT_READ) if size else b""
+    finally:
+        os.close(fd)
+    return IndexTable(table, text, origin)
