@@ -40,7 +40,9 @@ def _openat2_in_root(root_fd: int, path: bytes, flags: int) -> int:
     """openat2(RESOLVE_IN_ROOT): symlinks and '..' resolved as if ROOT_FD were '/'."""
     how = (flags | os.O_CLOEXEC).to_bytes(8, "little") + bytes(8)
     how += (_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS).to_bytes(8, "little")
-    fd = _libc.syscall(_NR_OPENAT2, root_fd, path, how, len(how))
+    # syscall(2) is variadic and reads longs: pass longs, not ctypes' default 32-bit ints.
+    c_long = ctypes.c_long
+    fd = _libc.syscall(c_long(_NR_OPENAT2), c_long(root_fd), path, how, c_long(len(how)))
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -70,9 +72,6 @@ class Resolver:
             self.close()
             self._key, self._fd = key, fd
         return self._fd
-
-    def invalidate(self) -> None:
-        self.close()
 
     def open_dir(self, parts: tuple[bytes, ...], *, create: bool) -> int:
         """An O_PATH fd of the directory PARTS resolves to inside the root. The caller closes it."""
