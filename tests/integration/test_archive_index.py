@@ -19,7 +19,7 @@ import zstandard
 from rootstrap import recipes
 from rootstrap.archive import Archive, open_archive
 from rootstrap.archive.http import Http
-from rootstrap.errors import ArchiveIndexError, IntegrityError, RootstrapError
+from rootstrap.errors import ArchiveIndexError, DownloadError, IntegrityError, RootstrapError
 from tests.support.archive import Archive as FixtureArchive
 from tests.support.archive import TestKey
 from tests.support.debs import DebSpec
@@ -351,3 +351,22 @@ def test_decompression_bomb_is_capped(
     srv = fault_server(plain_archive.root)
     exc = fails(srv, cache, test_key.keyring, "decompresses to more than")
     assert ("as Release lists" in str(exc)) == plain_listed
+
+
+@pytest.mark.hazard(36)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("kind", "params", "match"),
+    [
+        ("status", {"code": 404}, r"HTTP 404.*\(6 source\(s\) tried\)"),
+        ("status", {"code": 500}, r"HTTP 500.*gave up after 2 tries.*\(6 source\(s\) tried\)"),
+        ("reset", {}, r"gave up after 2 tries.*\(6 source\(s\) tried\)"),
+    ],
+)
+def test_any_index_fetch_failure_is_fatal(
+    local_mirror: LocalMirror, cache: Path, kind: str, params: dict[str, Any], match: str
+) -> None:
+    srv = local_mirror.server
+    srv.fault("*/binary-amd64/*", kind, **params)
+    exc = fails(srv, cache, local_mirror.keyring, match, DownloadError)
+    assert exc.subject and "/dists/bookworm/main/binary-amd64/" in exc.subject

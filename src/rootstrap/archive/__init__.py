@@ -80,11 +80,8 @@ def open_release(
             errors.append(exc)
     first = errors[0]
     if len(errors) > 1:
-        raise type(first)(
-            f"{first.message} (and {len(errors) - 1} other mirror(s) failed too)",
-            subject=first.subject,
-            hint=first.hint,
-        )
+        first.message = f"{first.message} (and {len(errors) - 1} other mirror(s) failed too)"
+        first.args = (first.message,)
     raise first
 
 

@@ -770,9 +770,10 @@ def fetch_index(
                               _cache_key(release, component, arch, source))  # fmt: skip
         except _SourceFailed as exc:
             log.info("%s: %s", source.url, exc.reason)
-            getattr(failure, exc.kind).append(exc.reason)
-            if exc.error is not None:
-                failure.other.append(exc.error)
+            if exc.kind == "other":
+                failure.other.append(exc.error or DownloadError(exc.reason, subject=source.url))
+            else:
+                getattr(failure, exc.kind).append(exc.reason)
     first = sources[0]
     tried = f"{len(sources)} source(s) tried"
     if failure.mismatch:
@@ -789,9 +790,12 @@ def fetch_index(
         )
     if failure.corrupt:
         raise ArchiveIndexError(f"{failure.corrupt[0]} ({tried})", subject=first.url)
-    error = failure.other[0] if failure.other else None
-    if isinstance(error, RootstrapError):
-        raise type(error)(f"{error.message} ({tried})", subject=error.subject, hint=error.hint)
+    if failure.other:
+        # HAZARDS 36: no index, no bootstrap (apt would only warn and use old lists).
+        error = failure.other[0]
+        error.message = f"{error.message} ({tried})"
+        error.args = (error.message,)
+        raise error
     raise DownloadError(f"cannot fetch the index ({tried})", subject=first.url)
 
 
