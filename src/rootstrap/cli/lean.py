@@ -64,6 +64,8 @@ _RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "-x": ("ephemeral", "flag"),
     "--ephemeral": ("ephemeral", "flag"),
     "--private-network": ("private_network", "flag"),
+    "-n": ("network_veth", "flag"),
+    "--network-veth": ("network_veth", "flag"),
     "--capability": ("capability", "list"),
     "--drop-capability": ("drop_capability", "list"),
     "--no-new-privileges": ("no_new_privileges", "value"),
@@ -118,6 +120,7 @@ class _Options:
         self.read_only = False
         self.ephemeral = False
         self.private_network = False
+        self.network_veth = False
         self.capability: list[str] = []
         self.drop_capability: list[str] = []
         self.no_new_privileges = "yes"
@@ -264,6 +267,8 @@ def run_main(args: list[str], store: str) -> int:
         )
     if not command:
         raise UsageError("no command given", hint="rootstrap run (NAME | -D DIR) [--] CMD [ARG...]")
+    if ns.network_veth:
+        raise UsageError("--network-veth is supported by boot only", hint="--private-network")
     from rootstrap.runner import run
 
     return run(_spec(ns, name, command, store, boot=False)[0])
@@ -337,6 +342,9 @@ terminal. Ctrl-] three times within a second kills the machine; SIGTERM powers i
 (a second SIGTERM kills it). The options are run's (see 'rootstrap run --help'), with
 systemd-nspawn's boot defaults: its full capability set, no_new_privs off, --console
 interactive on a terminal and read-only otherwise.
+
+  -n, --network-veth         a private network with a veth pair: ve-NAME on the host,
+                             host0 inside, both addressed (a /30 of 10.231.0.0/16)
 """
 
 MACHINE_USAGE = """usage: rootstrap list [--json]
@@ -368,7 +376,7 @@ def boot_main(args: list[str], store: str) -> int:
         raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
     from rootstrap.runner.boot import boot
 
-    return boot(spec, machine, init_args=command)
+    return boot(spec, machine, init_args=command, network_veth=ns.network_veth)
 
 
 def _signal_number(value: str) -> int:

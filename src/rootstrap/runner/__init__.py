@@ -37,6 +37,10 @@ class Hooks:
         if notify_fd >= 0:
             os.close(notify_fd)
 
+    def prepare(self, pid: int) -> None:
+        """Pid 1 (host PID) has its namespaces and waits to exec: set up what it needs from
+        the host (boot: the veth pair)."""
+
     def signalled(self, sig: int, pid: int) -> None:
         """The runner got SIG while pid 1 (host PID) runs: forward it."""
         os.kill(pid, sig)
@@ -424,6 +428,7 @@ def _supervise(plan: spawn.Plan, root: str, hooks: Hooks | None = None) -> int:
                                 master, 0x5441, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
                             )
                     notify = _take_fd(pid1, notify_fd) if notify_fd >= 0 else -1
+                    (hooks or Hooks()).prepare(pid1)
                     os.write(go_w, b"2")  # pid 1 may exec now: registering is not its business
                     (hooks or Hooks()).started(pid1, notify)
         if master >= 0 and error is None:

@@ -131,6 +131,13 @@ class BootHooks(Hooks):
         self.stops = 0
         self.leader = 0
         self.reader: threading.Thread | None = None
+        self.veth = False
+
+    def prepare(self, pid: int) -> None:
+        if self.veth:
+            from rootstrap.runner import netns
+
+            self.fields.update(netns.setup_veth(self.machine, pid))
 
     def started(self, pid: int, notify_fd: int) -> None:
         self.leader = pid
@@ -193,6 +200,7 @@ def boot(
     *,
     init_args: Sequence[str] = (),
     on_ready: Callable[[], None] | None = None,
+    network_veth: bool = False,
 ) -> int:
     """Boot SPEC.root's /sbin/init as machine MACHINE; blocks until it powers off.
 
@@ -201,7 +209,10 @@ def boot(
     default to nspawn's set. ON_READY is called (from a thread) when the init reports
     READY=1, i.e. startup finished. Returns 0 after a poweroff or halt, otherwise the init's
     exit status (128+N when killed by signal N). Raises RunnerError for an image without
-    os-release (HAZARDS 98) or init, or a machine name already running."""
+    os-release (HAZARDS 98) or init, or a machine name already running. NETWORK_VETH: a
+    private network with a veth pair to the host (runner/netns.py)."""
+    if network_veth:
+        spec.private_network = True
     info = os_release(spec.root)
     if info is None:
         raise RunnerError(
@@ -246,6 +257,7 @@ def boot(
         group = cgroup.create(machine, owner=owner)
         fields["cgroup"] = group
         hooks = BootHooks(machine, fields, on_ready)
+        hooks.veth = network_veth
         boot_spec = RunSpec(
             spec.root,
             [INIT, *init_args],
