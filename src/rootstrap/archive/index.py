@@ -73,7 +73,7 @@ __all__ = [
 FORMAT: Final = 2
 HARD_CAP: Final = 1 << 30  # no Packages index comes near 1 GiB uncompressed (sid main: ~70 MB)
 PIECE: Final = 1 << 20  # decompressor output per step: bounds memory whatever the ratio
-CHUNK: Final = 4 << 20  # text parsed per step
+CHUNK: Final = 2 << 20  # text parsed per step
 ZSTD_FEED: Final = 1024  # zstd has no max_length: feed it small so one call stays small
 COMPRESSIONS: Final = (("xz", ".xz"), ("gz", ".gz"), ("zst", ".zst"), ("", ""))
 
@@ -827,7 +827,7 @@ def _fetch_one(
     final = directory / f"{key}.packages"
     tmp = directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
     cap = plain.size if plain else min(HARD_CAP, 16 * PIECE + 32 * source.entry.size)
-    pieces: queue.Queue[object] = queue.Queue(maxsize=6)  # ~6 MiB in flight at most
+    pieces: queue.Queue[object] = queue.Queue(maxsize=4)  # ~4 MiB in flight at most
     stop = threading.Event()
     state: dict[str, Any] = {}
 
