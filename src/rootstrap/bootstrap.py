@@ -21,6 +21,7 @@ hidden ``.#NAME.xxxx`` entry that ``rootstrap clean`` removes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import platform
@@ -33,7 +34,14 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from rootstrap import recipes
-from rootstrap.errors import Interrupted, ResourceError, RootstrapError, UsageError
+from rootstrap.errors import (
+    DebError,
+    Interrupted,
+    ResourceError,
+    RootstrapError,
+    UnpackError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from rootstrap.archive import Archive
@@ -513,6 +521,14 @@ def run(
                     phase(ctx)
                 except OSError as exc:
                     raise _os_error(exc, name) from exc
+                except (UnpackError, DebError) as exc:
+                    # The extractor's workers report ENOSPC as text (their exceptions cross a
+                    # process boundary without their cause): name it as the disk-full it is.
+                    if os.strerror(errno.ENOSPC) not in exc.message or ctx.root is None:
+                        raise
+                    hidden = ctx.root.name.startswith(".#")  # name the store, not the temp tree
+                    where = ctx.root.parent if hidden else ctx.root
+                    raise _full(where, f"while unpacking {exc.subject}") from exc
                 ctx.timings[name] = time.monotonic() - started
                 if report is not None:
                     report(name, ctx.timings[name])
@@ -537,13 +553,29 @@ def selected_phases(options: Options) -> Sequence[tuple[str, Phase]]:
 
 def _os_error(exc: OSError, phase: str) -> RootstrapError:
     """Map a filesystem error to a clean one; disk-full gets its own words (HAZARDS 107-110)."""
-    import errno
-
     where = exc.filename or phase
     if exc.errno == errno.ENOSPC:
-        return ResourceError(
-            "disk full (or no free inodes)", subject=str(where), hint="free some space"
-        )
+        return _full(Path(where) if exc.filename else None, f"during {phase}", str(where))
     if exc.errno == errno.EDQUOT:
         return ResourceError("quota exceeded", subject=str(where))
     return RootstrapError(f"{phase}: {exc.strerror}", subject=str(where))
+
+
+def _full(path: Path | None, doing: str, subject: str | None = None) -> ResourceError:
+    """ENOSPC as "disk full", or "no free inodes" when inodes are the scarcer of PATH's
+    filesystem's two resources (HAZARDS 110): the same errno, a different remedy. Compared as
+    fractions because the extractor frees its staging files before it reports the error."""
+    st = None
+    while path is not None and st is None:
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            path = path.parent if path != path.parent else None
+    subject = subject or str(path)
+    free_blocks = st.f_bavail / st.f_blocks if st is not None and st.f_blocks else 1.0
+    if st is not None and st.f_files and st.f_favail / st.f_files < free_blocks:
+        return ResourceError(
+            f"no free inodes {doing}", subject=subject, hint="remove files, or use a filesystem "
+            "with more inodes (mkfs.ext4 -N, tmpfs nr_inodes=)",
+        )  # fmt: skip
+    return ResourceError(f"disk full {doing}", subject=subject, hint="free some space")
