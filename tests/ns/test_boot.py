@@ -414,3 +414,77 @@ def test_nspawn_boots_the_same_image(boot_store: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+
+
+PING = r"""
+import os, socket, struct, sys, time
+def checksum(data):
+    data += b"\0" * (len(data) % 2)
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    return ~(s + (s >> 16)) & 0xFFFF
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+sock.settimeout(3)
+body = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1) + b"rootstrap"
+body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+sock.sendto(body, (sys.argv[1], 0))
+while True:
+    data, (peer, _) = sock.recvfrom(2048)
+    icmp = data[(data[0] & 0xF) * 4 :]
+    if peer == sys.argv[1] and icmp[0] == 0 and icmp[4:6] == b"\x12\x34":
+        print("reply from", peer)
+        break
+"""
+
+
+def test_network_veth_ping_both_ways(boot_store: Path) -> None:
+    """--network-veth: ve-NAME beside host0, addressed; ping host → machine and back. The
+    host side lives in a network namespace of this test (unshare -n), not the host's."""
+    name = "t-veth"
+    log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
+    proc = subprocess.Popen(
+        [
+            *("unshare", "-n", "--", sys.executable, "-m", "rootstrap", "--store", str(boot_store)),
+            *("boot", IMAGE, "-M", name, "-x", "--network-veth", "--console=read-only"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (REGISTRY / name).exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log.name
+            time.sleep(0.05)
+        entry = json.loads((REGISTRY / name).read_text())
+        host, inner = entry["host_address"], entry["address"]
+        assert entry["ifname"] == "ve-t-veth"
+        outer = f"--net=/proc/{proc.pid}/ns/net"
+        links = subprocess.run(
+            ["nsenter", outer, "ip", "-br", "addr"], capture_output=True, text=True, check=True
+        ).stdout
+        assert any(
+            line.startswith("ve-t-veth") and f"{host}/30" in line for line in links.splitlines()
+        ), links
+        inside = rootstrap("shell", name, "ip", "-br", "addr", "show", "host0").stdout
+        assert inside.startswith("host0") and f"{inner}/30" in inside, inside
+        listed = json.loads(rootstrap("list", "--json").stdout)
+        assert [m["addresses"] for m in listed if m["machine"] == name] == [[inner]]
+        there = subprocess.run(
+            ["nsenter", outer, sys.executable, "-c", PING, inner],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert there.stdout.strip() == f"reply from {inner}", there.stderr
+        back = rootstrap("shell", name, "ping", "-c1", "-W3", host)
+        assert back.returncode == 0 and "1 received" in back.stdout, back.stdout + back.stderr
+        assert rootstrap("poweroff", name).returncode == 0
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert not (REGISTRY / name).exists()
+    assert not _cgroup_dir(name).exists()
