@@ -282,6 +282,7 @@ def boot(
             run_host={"container-manager": b"rootstrap\n", "os-release": _host_os_release()},
             notify=True,
             hooks=hooks,
+            idmap=True,
         )
         try:
             code = run(boot_spec)

@@ -86,6 +86,9 @@ def enter(machine: Machine, argv: list[str], *, pty: bool) -> int:
             if not _same(pid, "user"):
                 fds.append((os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC), 0))
             for ns, flag in NAMESPACES:
+                if _same(pid, ns):
+                    continue  # shared with the host (no --private-network): nothing to join,
+                    # and joining from inside its user namespace would be EPERM anyway
                 fds.append((os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), flag))
             root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             group = os.path.join(

@@ -47,6 +47,7 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_IDMAP = 0x100000
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
@@ -132,10 +133,11 @@ class _MountAttr(ctypes.Structure):
     )
 
 
-def mount_setattr(fd: int, attr_set: int, *, recursive: bool = False) -> None:
+def mount_setattr(fd: int, attr_set: int, *, recursive: bool = False, userns_fd: int = 0) -> None:
     """Add mount attributes (e.g. MOUNT_ATTR_RDONLY) to the mount FD refers to, keeping the
-    others: unlike MS_REMOUNT|MS_BIND it never trips over locked flags in a user namespace."""
-    attr = _MountAttr(attr_set, 0, 0, 0)
+    others: unlike MS_REMOUNT|MS_BIND it never trips over locked flags in a user namespace.
+    MOUNT_ATTR_IDMAP takes USERNS_FD (a detached mount only, Linux 5.12)."""
+    attr = _MountAttr(attr_set, 0, 0, userns_fd)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(
         _libc.syscall(

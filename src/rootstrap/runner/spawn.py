@@ -83,6 +83,7 @@ class Plan:
         cgroup: str | None = None,
         run_host: dict[str, bytes] | None = None,
         notify: bool = False,
+        idmap: bool = False,
     ) -> None:
         self.root_fd = root_fd  # the locked image directory, opened in the host namespace
         self.root_tree = root_tree  # open_tree(2) clone of it, attachable in the new namespace
@@ -110,6 +111,9 @@ class Plan:
         self.cgroup = cgroup
         self.run_host = run_host
         self.notify = notify
+        # With uid_map: the host idmaps the root tree through the new user namespace, so the
+        # image's root-owned files are the machine root's (boot --private-users).
+        self.idmap = idmap
         self.status_w = -1
         self.go_r = -1
         self.filter: seccomp.Filter | None = None
