@@ -17,7 +17,9 @@ shared, so compare within a round):
   same index, uncompressed (research/libs.md mode a), all stanzas kept.
 
 Prints one line per process and the medians; "rss" is the process's peak (``ru_maxrss``) and
-"base" its peak before the measured step (the interpreter plus imports).
+"base" its peak before the measured step (the interpreter plus imports). "cpu" is the process's
+CPU time for the step (both threads for cold): on a loaded machine wall time is mostly waiting
+for a core, so compare CPU time too.
 """
 
 from __future__ import annotations
@@ -172,16 +174,20 @@ def main() -> int:
     print()
     for mode in modes:
         walls = [float(r["wall"]) for r in results[mode]]  # type: ignore[arg-type]
+        cpus = [float(r["cpu"]) for r in results[mode]]  # type: ignore[arg-type]
         rss = max(float(r["rss"]) for r in results[mode])  # type: ignore[arg-type]
         print(f"{mode:7s} median wall {statistics.median(walls):.3f} s "
-              f"(min {min(walls):.3f}, max {max(walls):.3f}), peak rss {rss:.0f} MiB")  # fmt: skip
+              f"(min {min(walls):.3f}, max {max(walls):.3f}), "
+              f"median cpu {statistics.median(cpus):.3f} s, peak rss {rss:.0f} MiB")  # fmt: skip
     if "deb822" in results:
         for mode in ("cold", "warm"):
-            ratios = [
-                float(d["wall"]) / float(c["wall"])  # type: ignore[arg-type]
-                for c, d in zip(results[mode], results["deb822"], strict=True)
-            ]
-            print(f"deb822 / {mode}: {statistics.median(ratios):.1f}x (per-round median)")
+            for what in ("wall", "cpu"):
+                ratios = [
+                    float(d[what]) / float(c[what])  # type: ignore[arg-type]
+                    for c, d in zip(results[mode], results["deb822"], strict=True)
+                ]
+                print(f"deb822 / {mode} ({what}): {statistics.median(ratios):.1f}x "
+                      "(per-round median)")  # fmt: skip
     print(f"load average: {os.getloadavg()[0]:.2f} (2 cores, shared)")
     return 0
 
