@@ -488,3 +488,110 @@ def test_network_veth_ping_both_ways(boot_store: Path) -> None:
         log.close()
     assert not (REGISTRY / name).exists()
     assert not _cgroup_dir(name).exists()
+
+
+@pytest.mark.hazard(97)
+def test_private_users_boot(boot_store: Path) -> None:
+    """--private-users=pick: the machine's root is an unprivileged host uid; the image's
+    root-owned files stay root's inside (idmapped mount) and unchanged on the host."""
+    image = boot_store / IMAGE
+    owner_before = (image / "etc/passwd").stat().st_uid
+    m = Machine(boot_store, "t-userns", "--console=read-only", "--private-users=pick")
+    try:
+        entry = m.wait_registered()
+        m.wait_running()
+        base = entry["private_users"][0]  # type: ignore[index]
+        assert base >= 0x80000
+        status = Path(f"/proc/{entry['leader']}/status").read_text()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()
+        assert uids[1:] == [str(base)] * 4, uids  # the init runs as the range's first uid
+        probe = rootstrap("shell", m.name, "sh", "-c", "cat /proc/self/uid_map; stat -c %u /etc")
+        words = probe.stdout.split()
+        assert words[:3] == ["0", str(base), "65536"] and words[3] == "0", probe
+        assert rootstrap("poweroff", m.name).returncode == 0
+        assert m.wait_exit() == 0
+        m.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
+    finally:
+        if m.proc.poll() is None:
+            m.proc.kill()
+            m.proc.wait()
+        m.log.close()
+    assert (image / "etc/passwd").stat().st_uid == owner_before == 0
+
+
+@pytest.fixture(scope="session")
+def debootstrap_boot_root() -> Path:
+    """A bookworm tree made by debootstrap (minbase + systemd-sysv, dbus), cached."""
+    from rootstrap.recipes import host_mirror
+
+    target = CACHE / "debootstrap-bookworm-boot"
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "sbin/init").is_symlink():
+            if shutil.which("debootstrap") is None:
+                pytest.skip("debootstrap is not installed")
+            tmp = CACHE / ".tmp-debootstrap-bookworm-boot"
+            shutil.rmtree(tmp, ignore_errors=True)
+            subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=systemd-sysv,dbus",
+                    "bookworm",
+                    str(tmp),
+                    host_mirror("debian"),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+    return target
+
+
+@pytest.mark.network
+def test_debootstrap_image_boots(debootstrap_boot_root: Path) -> None:
+    """An image debootstrap made boots under rootstrap to running (or degraded)."""
+    name = "t-debootstrap"
+    before = _host_mounts()
+    log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rootstrap",
+            "boot",
+            "-D",
+            str(debootstrap_boot_root),
+            "-M",
+            name,
+            "-x",
+            "--console=read-only",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state = ""
+        while state not in ("running", "degraded") and time.monotonic() < deadline:
+            assert proc.poll() is None, log.name
+            state = rootstrap(
+                "shell", name, "systemctl", "is-system-running", "--wait", timeout=90
+            ).stdout.strip()
+            time.sleep(0 if state else 0.1)
+        failed = rootstrap("shell", name, "systemctl", "--failed", "--no-legend").stdout
+        print(f"{name}: {state}; failed units: {failed.strip() or 'none'}")
+        assert state in ("running", "degraded"), state
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert not (REGISTRY / name).exists()
+    assert not _cgroup_dir(name).exists()
+    assert _host_mounts() == before
