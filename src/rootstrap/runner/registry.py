@@ -49,7 +49,8 @@ class Machine:
 
     def alive(self) -> bool:
         """The leader still runs and is the same process (not a reused PID)."""
-        return start_time(self.leader) == self.fields.get("start_time")
+        now = start_time(self.leader)
+        return now is not None and now == self.fields.get("start_time")
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
