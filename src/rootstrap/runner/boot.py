@@ -250,7 +250,6 @@ def boot(
         "private_users": list(spec.private_users) if spec.private_users else None,
         "rootstrap": os.getpid(),
     }
-    fields.update(getattr(spec, "registry_extra", {}))
     code = 0
     while True:
         owner = spec.private_users[0] if spec.private_users else None
