@@ -595,3 +595,53 @@ def test_debootstrap_image_boots(debootstrap_boot_root: Path) -> None:
     assert not (REGISTRY / name).exists()
     assert not _cgroup_dir(name).exists()
     assert _host_mounts() == before
+
+
+def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> None:
+    """The seed's flow: boot on a terminal, log in at the console's getty, run a command,
+    leave with Ctrl-] three times. (root gets an empty password through a bound shadow
+    file: Debian's pam_unix takes it with nullok; the image itself is not changed.)"""
+    shadow = (boot_store / IMAGE / "etc/shadow").read_text().splitlines()
+    shadow = [
+        ("root::" + line.split(":", 2)[2]) if line.startswith("root:") else line for line in shadow
+    ]
+    (tmp_path / "shadow").write_text("\n".join(shadow) + "\n")
+    (tmp_path / "shadow").chmod(0o640)
+    name = "t-login"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "rootstrap",
+                "--store",
+                str(boot_store),
+                "boot",
+                IMAGE,
+                "-M",
+                name,
+                "-x",
+                "--bind-ro",
+                f"{tmp_path / 'shadow'}:/etc/shadow",
+            ],
+        )
+    try:
+        _read_until(fd, b"login: ", 60)
+        os.write(fd, b"root\r")
+        _read_until(fd, b"# ", 30)
+        os.write(fd, b"echo logged-$((40+2)) $(tty)\r")
+        seen = _read_until(fd, b"logged-42 ", 30)
+        assert b"logged-42 /dev/console" in seen, seen[-500:]
+        os.write(fd, b"\x1d\x1d\x1d")
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.WEXITSTATUS(status) == 128 + signal.SIGKILL
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert not (REGISTRY / name).exists()
+    assert not _cgroup_dir(name).exists()
