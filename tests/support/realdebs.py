@@ -182,8 +182,11 @@ def bootstrap_archive(
     )
 
 
-def debootstrap_tree(suite: str = "bookworm", variant: str = "minbase") -> Path:
-    """``debootstrap --variant=VARIANT SUITE`` from the host's mirror, cached in TEST_CACHE.
+def debootstrap_tree(
+    suite: str = "bookworm", variant: str = "minbase", *, refresh: bool = False
+) -> Path:
+    """``debootstrap --variant=VARIANT SUITE`` from the host's mirror, cached in TEST_CACHE
+    (REFRESH makes it anew, e.g. after a point release changed the mirror).
 
     Read it, never write it. Cost: ~30-60 s the first time."""
     from rootstrap import recipes
@@ -192,6 +195,8 @@ def debootstrap_tree(suite: str = "bookworm", variant: str = "minbase") -> Path:
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
     with open(TEST_CACHE / ".lock-debootstrap", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if refresh:
+            shutil.rmtree(target, ignore_errors=True)
         if (target / "var/lib/dpkg/status").exists():
             return target
         mirror = recipes.host_mirror("debian")
