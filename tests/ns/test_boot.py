@@ -645,3 +645,71 @@ def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> N
         os.close(fd)
     assert not (REGISTRY / name).exists()
     assert not _cgroup_dir(name).exists()
+
+
+def test_network_bridge(boot_store: Path) -> None:
+    """--network-bridge BR: vb-NAME joins a bridge (made in this test's own network
+    namespace), host0 comes up inside; with an address on each side they talk."""
+    name = "t-bridge"
+    script = (
+        "ip link add br-test type bridge && ip addr add 10.232.7.1/24 dev br-test && "
+        'ip link set br-test up && exec "$0" "$@"'
+    )
+    log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
+    proc = subprocess.Popen(
+        [
+            *("unshare", "-n", "--", "sh", "-c", script, sys.executable, "-m", "rootstrap"),
+            *("--store", str(boot_store), "boot", IMAGE, "-M", name, "-x"),
+            *("--network-bridge", "br-test", "--console=read-only"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (REGISTRY / name).exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log.name
+            time.sleep(0.05)
+        entry = json.loads((REGISTRY / name).read_text())
+        assert entry["ifname"] == "vb-t-bridge" and entry["bridge"] == "br-test"
+        outer = f"--net=/proc/{proc.pid}/ns/net"
+        link = subprocess.run(
+            ["nsenter", outer, "ip", "-o", "link", "show", "dev", "vb-t-bridge"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "master br-test" in link, link
+        back = rootstrap(
+            "shell",
+            name,
+            "sh",
+            "-c",
+            "ip addr add 10.232.7.2/24 dev host0 && ping -c1 -W3 10.232.7.1",
+        )
+        assert back.returncode == 0 and "1 received" in back.stdout, back.stdout + back.stderr
+        assert rootstrap("poweroff", name).returncode == 0
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert not (REGISTRY / name).exists()
+
+
+def test_network_bridge_missing_is_a_clean_error(boot_store: Path) -> None:
+    result = subprocess.run(
+        [
+            *("unshare", "-n", "--", sys.executable, "-m", "rootstrap", "--store", str(boot_store)),
+            *("boot", IMAGE, "-M", "t-nobridge", "-x", "--network-bridge", "nope0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: nope0: no such bridge on the host"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (REGISTRY / "t-nobridge").exists()
+    assert not _cgroup_dir("t-nobridge").exists()

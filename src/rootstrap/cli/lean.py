@@ -66,6 +66,7 @@ _RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--private-network": ("private_network", "flag"),
     "-n": ("network_veth", "flag"),
     "--network-veth": ("network_veth", "flag"),
+    "--network-bridge": ("network_bridge", "value"),
     "--capability": ("capability", "list"),
     "--drop-capability": ("drop_capability", "list"),
     "--no-new-privileges": ("no_new_privileges", "value"),
@@ -121,6 +122,7 @@ class _Options:
         self.ephemeral = False
         self.private_network = False
         self.network_veth = False
+        self.network_bridge: str | None = None
         self.capability: list[str] = []
         self.drop_capability: list[str] = []
         self.no_new_privileges = "yes"
@@ -267,8 +269,11 @@ def run_main(args: list[str], store: str) -> int:
         )
     if not command:
         raise UsageError("no command given", hint="rootstrap run (NAME | -D DIR) [--] CMD [ARG...]")
-    if ns.network_veth:
-        raise UsageError("--network-veth is supported by boot only", hint="--private-network")
+    if ns.network_veth or ns.network_bridge:
+        raise UsageError(
+            "--network-veth and --network-bridge are supported by boot only",
+            hint="--private-network",
+        )
     from rootstrap.runner import run
 
     return run(_spec(ns, name, command, store, boot=False)[0])
@@ -345,6 +350,7 @@ interactive on a terminal and read-only otherwise.
 
   -n, --network-veth         a private network with a veth pair: ve-NAME on the host,
                              host0 inside, both addressed (a /30 of 10.231.0.0/16)
+  --network-bridge BR        the same, its host end vb-NAME on bridge BR (no addresses)
 """
 
 MACHINE_USAGE = """usage: rootstrap list [--json]
@@ -376,7 +382,13 @@ def boot_main(args: list[str], store: str) -> int:
         raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
     from rootstrap.runner.boot import boot
 
-    return boot(spec, machine, init_args=command, network_veth=ns.network_veth)
+    return boot(
+        spec,
+        machine,
+        init_args=command,
+        network_veth=ns.network_veth,
+        network_bridge=ns.network_bridge,
+    )
 
 
 def _signal_number(value: str) -> int:

@@ -132,12 +132,13 @@ class BootHooks(Hooks):
         self.leader = 0
         self.reader: threading.Thread | None = None
         self.veth = False
+        self.bridge: str | None = None
 
     def prepare(self, pid: int) -> None:
         if self.veth:
             from rootstrap.runner import netns
 
-            self.fields.update(netns.setup_veth(self.machine, pid))
+            self.fields.update(netns.setup_veth(self.machine, pid, self.bridge))
 
     def started(self, pid: int, notify_fd: int) -> None:
         self.leader = pid
@@ -201,6 +202,7 @@ def boot(
     init_args: Sequence[str] = (),
     on_ready: Callable[[], None] | None = None,
     network_veth: bool = False,
+    network_bridge: str | None = None,
 ) -> int:
     """Boot SPEC.root's /sbin/init as machine MACHINE; blocks until it powers off.
 
@@ -210,7 +212,9 @@ def boot(
     READY=1, i.e. startup finished. Returns 0 after a poweroff or halt, otherwise the init's
     exit status (128+N when killed by signal N). Raises RunnerError for an image without
     os-release (HAZARDS 98) or init, or a machine name already running. NETWORK_VETH: a
-    private network with a veth pair to the host (runner/netns.py)."""
+    private network with a veth pair to the host (runner/netns.py); NETWORK_BRIDGE: the same,
+    its host end on that bridge."""
+    network_veth = network_veth or network_bridge is not None
     if network_veth:
         spec.private_network = True
     info = os_release(spec.root)
@@ -257,6 +261,7 @@ def boot(
         fields["cgroup"] = group
         hooks = BootHooks(machine, fields, on_ready)
         hooks.veth = network_veth
+        hooks.bridge = network_bridge
         boot_spec = RunSpec(
             spec.root,
             [INIT, *init_args],
