@@ -135,3 +135,51 @@ def test_our_additions_have_the_expected_content(trees: tuple[Path, Path]) -> No
     assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" in sources
     assert (ours / "usr/share/keyrings/debian-archive-keyring.gpg").is_file()
     assert "127.0.0.1\tlocalhost\n" in (ours / "etc/hosts").read_text()
+
+
+#: Status fields that differ from debootstrap's: Priority, where the archive overrides the
+#: .deb's. debootstrap fills /var/lib/dpkg/available from the Packages index before it
+#: installs, and dpkg keeps the index's Priority from there; we record the .deb's own (as
+#: dpkg does without an available file, e.g. under apt or mmdebstrap).
+PRIORITY_FROM_THE_DEB = {"apt", "debconf", "libbz2-1.0", "libdb5.3", "zlib1g"}
+
+
+def stanzas(root: Path) -> dict[str, dict[str, str]]:
+    """{package: {field: value}} of ROOT's dpkg status, in file order."""
+    result: dict[str, dict[str, str]] = {}
+    for stanza in (root / "var/lib/dpkg/status").read_text().split("\n\n"):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in stanza.splitlines():
+            if line.startswith(" ") and key:
+                fields[key] += "\n" + line
+            else:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        if "Package" in fields:
+            result[fields["Package"]] = fields
+    return result
+
+
+def test_same_dpkg_database_as_debootstrap(trees: tuple[Path, Path]) -> None:
+    ours, theirs = (root / "var/lib/dpkg" for root in trees)
+    for sub in ("info", "triggers"):
+        names = sorted(p.name for p in (ours / sub).iterdir())
+        assert names == sorted(p.name for p in (theirs / sub).iterdir()), sub
+        differing = [
+            n for n in names if (ours / sub / n).read_bytes() != (theirs / sub / n).read_bytes()
+        ]
+        assert differing == [], sub
+    for name in ("diversions", "cmethopt"):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
+    mine, debootstraps = stanzas(trees[0]), stanzas(trees[1])
+    assert list(mine) == list(debootstraps)  # the same packages in the same order
+    differing_fields = {
+        (package, key)
+        for package, fields in mine.items()
+        for key in set(fields) | set(debootstraps[package])
+        if fields.get(key) != debootstraps[package].get(key)
+    }
+    assert differing_fields == {(p, "Priority") for p in PRIORITY_FROM_THE_DEB}
+    # debootstrap's available holds the whole index; ours is empty (only dselect reads it).
+    assert (ours / "available").read_bytes() == b""
