@@ -528,17 +528,21 @@ def _stage_worker(
         finally:
             os.close(stage_fd)
     except RootstrapError as exc:
-        return ("error", type(exc).__name__, (exc.message, exc.subject), exc.hint)
+        cause = exc.__cause__
+        code = cause.errno if isinstance(cause, OSError) else None
+        return ("error", type(exc).__name__, (exc.message, exc.subject, code), exc.hint)
     except OSError as exc:
-        return ("error", "UnpackError", (f"cannot stage: {exc}", path.name), None)
+        return ("error", "UnpackError", (f"cannot stage: {exc}", path.name, exc.errno), None)
 
 
 def _raise_from_worker(result: _StageResult) -> None:
     _, kind, args, hint = result
     assert isinstance(args, tuple) and (hint is None or isinstance(hint, str))
-    message, subject = args
+    message, subject, code = args
     cls = DebError if kind == "DebError" else UnpackError
-    raise cls(str(message), subject=str(subject), hint=hint)
+    # The worker's OSError (ENOSPC, EDQUOT, ...) comes back as the cause, errno intact.
+    cause = OSError(code, os.strerror(code)) if isinstance(code, int) else None
+    raise cls(str(message), subject=str(subject), hint=hint) from cause
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:

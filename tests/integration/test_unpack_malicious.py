@@ -383,3 +383,23 @@ def test_errors_name_the_deb_and_the_member(root: Path) -> None:
     with pytest.raises((UnpackError, DebError)) as info:
         via_deb([TarEntry("./a/../../x", b"")], root)
     assert str(info.value) == "evil0_1.0_amd64.deb: ./a/../../x: '..' in the member name"
+
+
+def test_worker_errors_keep_their_errno(tmp_path: Path) -> None:
+    import errno
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        root = small / "root"
+        root.mkdir()
+        deb = tmp_path / "fat_1_all.deb"
+        deb.write_bytes(crafted_deb("fat", [TarEntry("./big", bytes(range(256)) * 8192)]))
+        with pytest.raises(UnpackError, match="No space left") as info:
+            extract_many([deb, deb], root, Policy(), workers=2)
+        assert isinstance(info.value.__cause__, OSError)
+        assert info.value.__cause__.errno == errno.ENOSPC
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
