@@ -149,6 +149,7 @@ def machine(boot_store: Path, request: pytest.FixtureRequest) -> Iterator[Machin
     m.log.close()
 
 
+@pytest.mark.hazard(82)
 def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
     entry = machine.wait_registered()
     machine.wait_running()
@@ -189,6 +190,22 @@ def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
     assert out[5].startswith("ro,"), out
     assert "host-os-release" in out
     assert "Seccomp:\t2" in out  # the machine's filter holds for a shell too
+    # HAZARDS 82: the init runs with nspawn's default bounding set (as far as we hold it).
+    from rootstrap.runner import caps
+
+    init_status = Path(f"/proc/{entry['leader']}/status").read_text()
+    bounding = int(
+        next(x for x in init_status.splitlines() if x.startswith("CapBnd:")).split()[1], 16
+    )
+    ours = int(
+        next(
+            x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("CapBnd:")
+        ).split()[1],
+        16,
+    )
+    assert bounding == caps.mask(caps.NSPAWN_DEFAULT) & ours
+    for absent in ("SYS_MODULE", "SYS_RAWIO", "SYS_TIME", "MAC_ADMIN"):
+        assert not bounding & (1 << caps.NUMBERS[absent])
     # The delegated cgroup: systemd made its tree in ours.
     assert (Path(str(entry["cgroup"])) / "init.scope").is_dir()
     assert rootstrap("poweroff", machine.name).returncode == 0
@@ -490,7 +507,7 @@ def test_network_veth_ping_both_ways(boot_store: Path) -> None:
     assert not _cgroup_dir(name).exists()
 
 
-@pytest.mark.hazard(97)
+@pytest.mark.hazard(84, 97)
 def test_private_users_boot(boot_store: Path) -> None:
     """--private-users=pick: the machine's root is an unprivileged host uid; the image's
     root-owned files stay root's inside (idmapped mount) and unchanged on the host."""
@@ -508,6 +525,16 @@ def test_private_users_boot(boot_store: Path) -> None:
         probe = rootstrap("shell", m.name, "sh", "-c", "cat /proc/self/uid_map; stat -c %u /etc")
         words = probe.stdout.split()
         assert words[:3] == ["0", str(base), "65536"] and words[3] == "0", probe
+        # HAZARDS 84: CAP_SYS_ADMIN of a user namespace cannot unlock /sys or make a new one.
+        remount = rootstrap(
+            "shell",
+            m.name,
+            "sh",
+            "-c",
+            "mount -o remount,rw /sys && echo SYS-RW; mount -t sysfs sysfs /mnt && echo NEW-SYS;"
+            " echo 1 > /proc/sys/kernel/panic && echo PROC-SYS-W; true",
+        )
+        assert remount.stdout.split() == [], remount
         assert rootstrap("poweroff", m.name).returncode == 0
         assert m.wait_exit() == 0
         m.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
