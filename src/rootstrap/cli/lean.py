@@ -161,6 +161,21 @@ def _parse_run_options(options: list[str]) -> _Options:
     return ns
 
 
+def _immutable(root: str) -> bool:
+    from rootstrap.fsops import FS_IMMUTABLE_FL, get_inode_flags
+
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False  # the runner reports a missing root itself
+    try:
+        return bool(get_inode_flags(fd) & FS_IMMUTABLE_FL)
+    except OSError:
+        return False  # no flags on this filesystem: never immutable
+    finally:
+        os.close(fd)
+
+
 def resolve_image(store: str, name: str) -> str:
     """The directory of image NAME in STORE; a clean error for a bad or missing name.
 
@@ -327,7 +342,9 @@ def _spec(
         tmpfs=ns.tmpfs,
         cwd=ns.chdir,
         user=ns.user,
-        read_only=ns.read_only,
+        # A read-only image (machinectl read-only: the immutable flag) runs read-only, as
+        # under nspawn; only --ephemeral may still run it, on a throw-away overlay.
+        read_only=ns.read_only or (not ns.ephemeral and _immutable(root)),
         ephemeral=ns.ephemeral,
         private_network=ns.private_network,
         capabilities=None if keep is None else frozenset(keep),
