@@ -28,9 +28,9 @@ from pathlib import Path
 # dpkg's own order of known fields (lib/dpkg/parse.c fieldinfos); others follow as they come.
 FIELD_ORDER = (
     "Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size",
-    "Origin", "Maintainer", "Bugs", "Architecture", "Multi-Arch", "Source", "Version", "Config-Version",
-    "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks",
-    "Conflicts", "Enhances", "Conffiles", "Description",
+    "Origin", "Maintainer", "Bugs", "Architecture", "Multi-Arch", "Source", "Version",
+    "Config-Version", "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends",
+    "Suggests", "Breaks", "Conflicts", "Enhances", "Conffiles", "Description",
 )  # fmt: skip
 _RANK = {name.lower(): i for i, name in enumerate(FIELD_ORDER)}
 
