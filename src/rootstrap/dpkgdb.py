@@ -91,12 +91,14 @@ def status_stanza(unpacked: Unpacked, root: Path, status: str = "install ok unpa
 
 
 def _trigger_interests(unpacked: Unpacked) -> Iterable[tuple[str, str]]:
-    """(trigger, "pkg" or "pkg/noawait") for each ``interest*`` line of the triggers member."""
+    """(trigger, "pkg" or "pkg/noawait") for each ``interest*`` line of the triggers member;
+    "pkg:arch" for a Multi-Arch: same package, as dpkg writes triggers/File and triggers/NAME."""
     for line in unpacked.members.get("triggers", b"").decode().splitlines():
         words = line.split("#", 1)[0].split()
         if len(words) == 2 and words[0] in ("interest", "interest-await", "interest-noawait"):
             suffix = "/noawait" if words[0] == "interest-noawait" else ""
-            yield words[1], unpacked.info_name.split(":")[0] + suffix
+            # dpkg names a Multi-Arch: same package with its architecture here too.
+            yield words[1], unpacked.info_name + suffix
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
