@@ -4,7 +4,7 @@
     release    the signed Release of the suite, verified (and an alias resolved)
     indexes    the Packages indexes, verified and parsed (cached by hash)
     resolve    the package set and its install order
-    download   the .debs into the shared cache, verified, in parallel
+    download   the .debs into the shared cache, verified, in parallel (extract starts at once)
     extract    every .deb's files into the new root, once, on both cores
     prepare    dpkg's database as `dpkg --unpack` would leave it; daemons blocked
     essential  the essential set's preinsts, then dpkg configures it
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from rootstrap.archive.http import Http
     from rootstrap.archive.packages import Package
     from rootstrap.dpkgdb import Unpacked
+    from rootstrap.fetch import Background
     from rootstrap.resolve import Plan
     from rootstrap.store import NewImage
 
@@ -95,6 +96,7 @@ class Context:
     http: Http | None = None
     archive: Archive | None = None
     plan: Plan | None = None
+    downloads: Background | None = None
     debs: dict[str, Path] = field(default_factory=dict)
     unpacked: list[Unpacked] = field(default_factory=list)
     root: Path | None = None
@@ -211,11 +213,12 @@ def _planned(ctx: Context) -> list[Package]:
 
 
 def download(ctx: Context) -> None:
-    from rootstrap.fetch import DebCache, fetch_all
+    """Start the downloads; extract consumes each .deb as it is verified (they overlap)."""
+    from rootstrap.fetch import Background, DebCache
 
     assert ctx.http is not None and ctx.archive is not None
     mirrors = [ctx.archive.mirror, *(m for m in ctx.mirrors if m != ctx.archive.mirror)]
-    ctx.debs = fetch_all(ctx.http, _planned(ctx), mirrors, DebCache(ctx.cache_dir))
+    ctx.downloads = Background(ctx.http, _planned(ctx), mirrors, DebCache(ctx.cache_dir))
 
 
 def _new_root(ctx: Context) -> Path:
@@ -261,15 +264,17 @@ def extract(ctx: Context) -> None:
             (root / "usr" / name).mkdir(parents=True, exist_ok=True)
             os.symlink(f"usr/{name}", root / name)
     packages = _planned(ctx)
-    paths = [ctx.debs[p.name] for p in packages]
+    if ctx.downloads is None:
+        raise UsageError("the extract phase needs the download phase", hint="do not skip it")
     # A cap for decompression bombs (HAZARDS 58): what the index promises, with room to spare.
     budget = sum(p.installed_size for p in packages) * 2 + (64 << 20)
     from rootstrap.fetch import DebCache
 
     # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
     with DebCache(ctx.cache_dir).using():
-        lists = extract_many(paths, root, Policy(max_bytes=budget))
-    for path in paths:
+        lists = extract_many(ctx.downloads.in_order(packages), root, Policy(max_bytes=budget))
+    ctx.debs = ctx.downloads.result()
+    for path in (ctx.debs[p.name] for p in packages):
         control = open_deb(path).control()
         ctx.unpacked.append(Unpacked(control.fields, control.members, lists[path]))
 

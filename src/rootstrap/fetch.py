@@ -317,3 +317,62 @@ def _download(
     if len(failures) > 1:
         last.hint = f"tried {len(failures)} mirrors; " + (last.hint or "")
     raise last
+
+
+class Background:
+    """:func:`fetch_all` on a thread of its own, so unpacking can start with the first file.
+
+    ``in_order(packages)`` yields each package's .deb as soon as it (and every one before it)
+    is verified: the extractor consumes it lazily, and extraction order stays the plan's order
+    whatever order the downloads finish in. A download failure is raised there, or by
+    :meth:`result`.
+    """
+
+    def __init__(
+        self, http: Http, packages: Sequence[Package], mirrors: Sequence[str], cache: DebCache
+    ) -> None:
+        self._ready: dict[str, Path] = {}
+        self._done = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, args=(http, packages, mirrors, cache), daemon=True
+        )
+        self._thread.start()
+
+    def _run(
+        self, http: Http, packages: Sequence[Package], mirrors: Sequence[str], cache: DebCache
+    ) -> None:
+        try:
+            fetch_all(http, packages, mirrors, cache, on_ready=self._one)
+        except BaseException as exc:  # handed to the consumer, never lost on this thread
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _one(self, package: Package, path: Path) -> None:
+        with self._cond:
+            self._ready[package.name] = path
+            self._cond.notify_all()
+
+    def wait(self, name: str) -> Path:
+        """The verified .deb of NAME, waiting for it; raises the download's error."""
+        with self._cond:
+            while name not in self._ready and not self._done:
+                self._cond.wait()
+            if name in self._ready:
+                return self._ready[name]
+        raise self._error or DownloadError("download stopped", subject=name)
+
+    def in_order(self, packages: Sequence[Package]) -> Iterator[Path]:
+        for package in packages:
+            yield self.wait(package.name)
+
+    def result(self) -> dict[str, Path]:
+        """Every .deb, once all are verified; raises the download's error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return dict(self._ready)
