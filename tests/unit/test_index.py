@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 
 import pytest
 import zstandard
@@ -277,3 +278,60 @@ def test_decoder_output_is_bounded_per_step(kind: str) -> None:
     biggest = max(len(piece) for piece in decoder.feed(bomb))
     # zstd has no max_length: it is fed ZSTD_FEED bytes at a time, ~32k-fold at most.
     assert biggest <= (idx.PIECE if kind != "zst" else idx.ZSTD_FEED * 32768 + idx.PIECE)
+
+
+def _oracle(text: bytes) -> tuple[dict[tuple[str, str, str], dict[str, str]], set[str], set[str]]:
+    """What any correct reader must find: stanzas split by blank or whitespace-only lines."""
+    import re
+
+    lines = re.sub(rb"(?m)^[ \t]+$", b"", text.replace(b"\r\n", b"\n"))
+    packages: dict[tuple[str, str, str], dict[str, str]] = {}
+    essential: set[str] = set()
+    virtual: set[str] = set()
+    for part in re.split(rb"\n\n+", lines.strip(b"\n")):
+        fields = parse_stanza(part)
+        key = (fields["Package"], fields["Version"], fields["Architecture"])
+        packages[key] = fields
+        if fields.get("Essential") == "yes":
+            essential.add(fields["Package"])
+        virtual |= {n for n, _v in idx.parse_provides(fields.get("Provides", ""))}
+    return packages, essential, virtual
+
+
+@pytest.mark.hazard(22)
+@pytest.mark.parametrize("seed", range(int(os.environ.get("ROOTSTRAP_FUZZ_SEEDS", "12"))))
+def test_random_indexes_fast_path_matches_the_oracle(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    monkeypatch.setattr(idx, "CHUNK", rng.choice([64, 300, 4096, 1 << 20]))
+    stanzas = []
+    for i in range(rng.randint(1, 60)):
+        extra: dict[str, str] = {}
+        if rng.random() < 0.3:
+            extra["Provides"] = ", ".join(f"v{rng.randint(0, 5)}" for _ in range(3))
+        if rng.random() < 0.1:
+            extra["Essential"] = "yes"
+        if rng.random() < 0.5:
+            extra["Depends"] = f"libc6 (>= 2.{i}), pkg{i + 1} | other"
+        text = stanza(f"pkg{i}", f"1.{rng.randint(0, 3)}", rng.choice(["amd64", "all"]), **extra)
+        if rng.random() < 0.2:
+            text = text.replace(", ", ",\n ", 1)  # fold the first list
+        if rng.random() < 0.1:
+            text = text.replace("Provides:", "provides:").replace("Version:", "VERSION:")
+        stanzas.append(text)
+    separator = rng.choice(["\n", "\n", "\n \n", "\n\n"])
+    data = separator.join(stanzas)
+    if rng.random() < 0.3:
+        data = data.replace("\n", "\r\n")
+    if rng.random() < 0.3:
+        data = data.rstrip("\r\n")
+    raw = data.encode()
+    packages, essential, virtual = _oracle(raw)
+    index = PackageIndex.from_sources([parse_index_bytes(raw, "x/main")], "amd64")
+    found = {p.key: dict(p.fields) for n in index.names() for p in index.candidates(n)}
+    assert found == packages
+    assert set(index.essential_names()) == essential
+    assert {v for v in virtual if index.providers(v)} == virtual
