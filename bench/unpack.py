@@ -5,8 +5,14 @@ Usage: python3 bench/unpack.py [--rounds 3] [--debs DIR] [--workers 2]
 The debs are downloaded once into /var/tmp/rootstrap-bench-debs (``debootstrap --print-debs
 --variant=minbase bookworm`` names them, ``apt-get download`` fetches them from the host's
 apt sources, i.e. the host's Debian mirror). Both variants run in the same round, alternating
-which goes first, into fresh directories under /var/tmp; the ratio is per round. The target
-(issue 4) is extract_many ≤ 0.6 × the serial pipeline.
+which goes first, into fresh directories under /var/tmp (or a tmpfs with --tmpfs); the ratio
+is per round. The target (issue 4) is extract_many ≤ 0.6 × the serial pipeline. Round 1 also
+compares the two trees (type, mode, owner, content, link target, xattrs, mtime).
+
+Each line also shows the CPU seconds (user + system, the process and its children) of both
+variants: on a shared machine the wall ratio only means something when cores are free (with
+sched_autogroup one busy session gets one share, however many processes it runs), while the
+CPU ratio does not depend on the neighbours.
 """
 
 from __future__ import annotations
