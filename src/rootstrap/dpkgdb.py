@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from rootstrap.errors import UnpackError
+from rootstrap.inroot import Resolver
 
 # dpkg's own order of known fields (lib/dpkg/parse.c fieldinfos); others follow as they come.
 FIELD_ORDER = (
@@ -67,14 +71,44 @@ class Unpacked:
         return [line.split()[-1] for line in text.splitlines() if line.strip()]
 
 
-def _md5_in_root(root: Path, path: str) -> str:
-    """The MD5 of ROOT/PATH, or dpkg's marker for a conffile the package did not ship."""
+# O_NONBLOCK: a FIFO where a file was expected must not hang the open.
+_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _md5_in_root(root: Path, path: str) -> str | None:
+    """The MD5 of the regular file ROOT/PATH, resolved inside ROOT (a symlink, even a planted
+    absolute one, never leads out), or None if it is missing or not a regular file."""
+    parts = tuple(os.fsencode(p) for p in Path(path.lstrip("/")).parts)
+    if not parts:
+        return None
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = os.open(root / path.lstrip("/"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return "newconffile"
+        dir_fd = Resolver(root_fd, UnpackError).open_dir(parts[:-1], create=False)
+        try:
+            fd = os.open(parts[-1], _O_READ, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    except (OSError, UnpackError):
+        return None
+    finally:
+        os.close(root_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
     with os.fdopen(fd, "rb") as f:
         return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def _generated_md5sums(root: Path, paths: Iterable[str]) -> bytes:
+    """What dpkg writes as info/PKG.md5sums for a package that ships none: every regular file
+    it unpacked, conffiles included, in unpack order (src/main/archives.c, since dpkg 1.16.x).
+    Cost: reads those files once."""
+    lines = []
+    for path in paths:
+        digest = _md5_in_root(root, path)
+        if digest is not None:
+            lines.append(f"{digest}  {path.lstrip('/')}\n")
+    return "".join(lines).encode()
 
 
 def status_stanza(unpacked: Unpacked, root: Path, status: str = "install ok unpacked") -> str:
@@ -82,7 +116,10 @@ def status_stanza(unpacked: Unpacked, root: Path, status: str = "install ok unpa
     fields["Status"] = status
     conffiles = unpacked.conffiles()
     if conffiles:
-        fields["Conffiles"] = "".join(f"\n {c} {_md5_in_root(root, c)}" for c in conffiles)
+        # dpkg's marker for a conffile not shipped (remove-on-upgrade) is "newconffile".
+        fields["Conffiles"] = "".join(
+            f"\n {c} {_md5_in_root(root, c) or 'newconffile'}" for c in conffiles
+        )
     ordered = sorted(fields.items(), key=lambda kv: _RANK.get(kv[0].lower(), len(_RANK)))
     lines = []
     for key, value in ordered:
@@ -125,6 +162,8 @@ def write_database(root: Path, arch: str, packages: Iterable[Unpacked]) -> None:
             if member in unpacked.members:
                 mode = 0o755 if member in SCRIPTS else 0o644
                 _write(Path(f"{stem}.{member}"), unpacked.members[member], mode)
+        if "md5sums" not in unpacked.members:  # else `dpkg --verify` cannot check it
+            _write(Path(f"{stem}.md5sums"), _generated_md5sums(root, unpacked.paths))
         for trigger, who in _trigger_interests(unpacked):
             target = file_interests if trigger.startswith("/") else name_interests
             target.setdefault(trigger, []).append(who)
