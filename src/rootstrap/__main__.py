@@ -32,21 +32,10 @@ def _verb(argv: list[str]) -> str | None:
 
 
 def _lean_main(stem: str = "lean") -> Callable[[list[str]], int]:
-    """rootstrap.cli.lean's main, loaded without running rootstrap/cli/__init__.py (which
-    imports typer and click, ~100 ms, on every start). importlib.machinery is already in
-    memory (frozen), and its loader still uses the bytecode cache."""
-    import importlib.machinery
-    import os
+    """The main function of rootstrap.cli.lean (or cli.listing): argparse only, no typer."""
+    import importlib
 
-    name = f"rootstrap.cli.{stem}"
-    path = os.path.join(os.path.dirname(__file__), "cli", f"{stem}.py")
-    loader = importlib.machinery.SourceFileLoader(name, path)
-    module = type(sys)(name)
-    module.__file__ = path
-    module.__loader__ = loader
-    sys.modules[name] = module
-    loader.exec_module(module)
-    lean_main: Callable[[list[str]], int] = module.main
+    lean_main: Callable[[list[str]], int] = importlib.import_module(f"rootstrap.cli.{stem}").main
     return lean_main
 
 
@@ -57,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return _lean_main()(argv)
     if verb in _LEAN_MODULES:
         return _lean_main(_LEAN_MODULES[verb])(argv)
-    from rootstrap.cli import main as typer_main
+    from rootstrap.cli.app import main as typer_main
 
     return typer_main(argv)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rootstrap.cli import main
+from rootstrap.cli.app import main
 from tests.support.fixtures import LocalMirror
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from rootstrap import recipes
-from rootstrap.cli import main
+from rootstrap.cli.app import main
 from tests.support.archive import Archive, TestKey
 from tests.support.server import FaultServer
 from tests.support.ubuntu import UBUNTU_ARCHITECTURES, build_ubuntu_archive

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from rootstrap import recipes
-from rootstrap.cli import main
+from rootstrap.cli.app import main
 from rootstrap.errors import IntegrityError, KeyringError, VerificationError
 from rootstrap.keyrings import cached_keyring, fetch_keyring, find_keyring, read_member
 from tests.support.archive import Archive, TestKey, build_archive

@@ -1,117 +1,27 @@
-"""The command line: one typer app, one error boundary.
+"""The command line. Two front doors share one way of printing errors:
 
-Each verb group lives in its own module with a ``register(app)`` function; this module owns the
-global options and is the only place that prints errors."""
+- cli/app.py: the typer app, for every verb that is not on the start-up budget;
+- cli/lean.py (and cli/listing.py): argparse only, for run, boot, shell, list and list-images,
+  whose start-up time is a target (DESIGN.md) and must not pay for importing typer.
+
+This module imports nothing but the standard library and rootstrap.errors: the lean verbs load it.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
-# typer bundles its own click (0.29), whose exceptions are not the click package's.
-from typer._click.exceptions import ClickException
 
 from rootstrap.errors import RootstrapError
 
 
-@dataclass
-class Settings:
-    """The global options, shared by every verb of one invocation."""
-
-    store: Path = Path("/var/lib/machines")
-    cache_dir: Path = Path("/var/cache/rootstrap")
-    verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
-    debug: bool = False
-
-
-settings = Settings()
-
-app = typer.Typer(
-    name="rootstrap",
-    help="Bootstrap Debian and Ubuntu root filesystems, keep them as images, run and boot them.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def env_path(var: str, default: str) -> Path:
-    return Path(os.environ.get(var) or default)
-
-
-@app.callback()
-def _global(
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Image store [env ROOTSTRAP_STORE]")
-    ] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Download cache [env ROOTSTRAP_CACHE]")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More detail")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and debug logs")] = False,
-) -> None:
-    settings.store = store or env_path("ROOTSTRAP_STORE", "/var/lib/machines")
-    settings.cache_dir = cache_dir or env_path("ROOTSTRAP_CACHE", "/var/cache/rootstrap")
-    settings.verbosity = -1 if quiet else 1 if verbose or debug else 0
-    settings.debug = debug
-    setup_logging(settings.verbosity, debug)
-
-
-def setup_logging(verbosity: int, debug: bool) -> None:
-    level = (
-        logging.DEBUG
-        if debug
-        else {-1: logging.ERROR, 0: logging.WARNING}.get(verbosity, logging.INFO)
-    )
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-
-
-def _register_all() -> None:
-    from rootstrap.cli import archive, bootstrap, cache, images, keyring, machines, resolve
-
-    for module in (archive, resolve, bootstrap, cache, images, machines, keyring):
-        module.register(app)
-
-
 def report(exc: RootstrapError, debug: bool) -> int:
-    """Print an error the way every verb does, and return its exit code."""
+    """Print EXC as ``error: ...`` and ``hint: ...`` (a traceback first with --debug); return
+    its exit code. Every verb's errors go through here."""
     if debug:
+        import traceback
+
         traceback.print_exc()
     print(f"error: {exc}", file=sys.stderr)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr)
     return exc.exit_code
-
-
-def main(argv: list[str]) -> int:
-    """Run the typer app over ARGV; the one error boundary of the typer verbs."""
-    debug = "--debug" in argv
-    _register_all()
-    try:
-        result = app(args=argv, prog_name="rootstrap", standalone_mode=False)
-    except RootstrapError as exc:
-        return report(exc, debug)
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except ClickException as exc:
-        exc.show()
-        return 2
-    except typer.Abort:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 141
-    return result if isinstance(result, int) else 0

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Bootstrap SUITE into the store as NAME (or --target DIR, or --output FILE)."""
         from rootstrap import bootstrap
-        from rootstrap.cli import settings
+        from rootstrap.cli.app import settings
 
         if target is not None and output is not None:
             raise UsageError("--target and --output exclude each other")

@@ -28,7 +28,7 @@ def list_cmd(
 ) -> None:
     """List the cached .deb files and their sizes (no hashing)."""
     from rootstrap.archive.http import human_size
-    from rootstrap.cli import settings
+    from rootstrap.cli.app import settings
     from rootstrap.fetch import DebCache
 
     entries = DebCache(settings.cache_dir).entries()
@@ -54,7 +54,7 @@ def clean_cmd(
     Refuses while another run is using the cache.
     """
     from rootstrap.archive.http import human_size
-    from rootstrap.cli import settings
+    from rootstrap.cli.app import settings
     from rootstrap.fetch import DebCache
 
     cache = DebCache(settings.cache_dir)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rootstrap.cli import settings
+from rootstrap.cli.app import settings
 from rootstrap.cli.listing import format_bytes, format_time, image_json, render_images
 from rootstrap.errors import UsageError
 

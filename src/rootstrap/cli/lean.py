@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from rootstrap.cli import report
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
 
 TYPE_CHECKING = False
@@ -31,18 +32,6 @@ def _valid_name(name: str) -> bool:
 
 
 _GLOBAL_VALUED = frozenset({"--store", "--cache-dir"})
-
-
-def report(exc: RootstrapError, debug: bool) -> int:
-    """Print an error as the typer boundary does (rootstrap.cli.report), return its code."""
-    if debug:
-        import traceback
-
-        traceback.print_exc()
-    print(f"error: {exc}", file=sys.stderr)
-    if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
-    return exc.exit_code
 
 
 # name -> (key, kind): "value" takes an argument, "list" may repeat, "flag" takes none.

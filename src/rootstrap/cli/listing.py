@@ -14,10 +14,10 @@ import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rootstrap.cli import report
 from rootstrap.errors import RootstrapError
 
 if TYPE_CHECKING:
@@ -109,12 +109,7 @@ def lean_main(argv: list[str]) -> int:
 
         print(render_images(Store(store_dir).images(all=args.all), args.json))
     except RootstrapError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc, args.debug)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

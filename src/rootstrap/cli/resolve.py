@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         from rootstrap.archive import open_archive
         from rootstrap.archive.http import Http
         from rootstrap.bootstrap import host_arch
-        from rootstrap.cli import settings
+        from rootstrap.cli.app import settings
         from rootstrap.resolve import resolve, split_names
 
         recipe = recipes.load(suite)
