@@ -10,11 +10,13 @@ Decompression runs in a second thread: lzma and zlib release the GIL, so it over
 
 Parsing (research/libs.md §1: python-debian takes 7.5–8.9 s and 473 MiB for bookworm main).
 The parse builds a compact table: per stanza its name, version, architecture and byte range,
-plus Provides, Priority and Essential. A canonical Debian index is read with a handful of
-C-speed regex scans per 4 MiB chunk; a chunk that is not canonical (CRLF, odd case, blank-line
-runs, whitespace-only lines, misplaced fields) goes through the general line parser instead, so
-odd input is handled the same way, only slower (HAZARDS 22). Stanzas become
-:class:`~rootstrap.archive.packages.Package` objects only when asked for.
+plus Provides, Priority and Essential. A canonical Debian index is read with a few C-speed regex
+scans per 2 MiB chunk (one for Package/Version/Architecture, one for the three others, a count
+of blank lines); a chunk that is not canonical (odd case, blank-line runs, fields out of
+Debian's order) goes through the general line parser instead, so odd input gives the same
+table, only slower (HAZARDS 22; CRLF and whitespace-only lines are normalised first). Stanzas
+become :class:`~rootstrap.archive.packages.Package` objects only when asked for, so a line
+that is not a field is reported (with its line number) when its stanza is first used.
 
 Cache: ``<cache>/indexes/<sha256>.packages`` (the uncompressed text, normalised) and
 ``<sha256>.table`` (marshal), keyed by the SHA256 the Release gives the uncompressed index (or
