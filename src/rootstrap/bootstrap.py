@@ -150,6 +150,14 @@ def check(ctx: Context) -> None:
         raise UsageError(
             "target directory is not empty", subject=str(opts.target), hint="choose a new path"
         )
+    elif opts.output is not None:
+        from rootstrap.tarball import suffix_of
+
+        suffix_of(opts.output)  # an unknown suffix fails now, not after the whole build
+        if os.path.lexists(opts.output):
+            raise UsageError("file already exists", subject=str(opts.output), hint="remove it")
+        if not opts.output.absolute().parent.is_dir():
+            raise UsageError("no such directory", subject=str(opts.output.absolute().parent))
     ctx.mirrors = recipes.choose_mirrors(ctx.recipe, ctx.arch, list(opts.mirrors))
 
 
