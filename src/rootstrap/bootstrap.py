@@ -233,8 +233,12 @@ def _new_root(ctx: Context) -> Path:
     """The directory the tree is built in: hidden in the store, or beside --target/--output."""
     opts = ctx.options
     if opts.target is not None:
-        opts.target.mkdir(mode=0o755, parents=True, exist_ok=True)
-        return opts.target
+        target = opts.target
+        existed = target.exists()
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not any(target.iterdir()):  # never empty a directory that held something before
+            ctx.on_exit(lambda: _take_back(ctx, target, existed))
+        return target
     if opts.output is not None:
         parent = opts.output.resolve().parent
         return Path(_mkdtemp(parent, f".#{opts.output.name}."))
@@ -246,6 +250,20 @@ def _new_root(ctx: Context) -> Path:
     # Unpublished at exit (an error, a signal): the hidden tree goes, the name is released.
     ctx.on_exit(lambda: new.__exit__(None, None, None))
     return new.make_dir()
+
+
+def _take_back(ctx: Context, target: Path, existed: bool) -> None:
+    """Unless the bootstrap finished, empty --target (it was empty or missing before) and
+    remove it if we made it: a failed run leaves nothing behind. The directory itself stays
+    if it existed: it may be a mount point."""
+    from rootstrap.inroot import remove_tree
+
+    if ctx.result is not None:
+        return
+    for entry in os.listdir(target):
+        remove_tree(target / entry)
+    if not existed:
+        target.rmdir()
 
 
 def _mkdtemp(parent: Path, prefix: str) -> str:
