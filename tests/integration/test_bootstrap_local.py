@@ -619,3 +619,39 @@ def test_invalid_name_is_refused_with_the_rule(mirror: Mirror, tmp_path: Path) -
         assert "bad_name" in text and "only ASCII letters, digits" in text, text
         assert result.returncode == 2
         assert srv.requests == []
+
+
+@pytest.mark.hazard(64)
+def test_failed_target_bootstrap_leaves_nothing(mirror: Mirror, tmp_path: Path) -> None:
+    made, empty = tmp_path / "new-tree", tmp_path / "empty-dir"
+    empty.mkdir()
+    for target in (made, empty):
+        result = rootstrap(
+            *bootstrap_args(
+                mirror, tmp_path / "store", "--target", str(target), "--include", "fail-postinst"
+            )
+        )
+        assert "fail-postinst: postinst failed" in assert_clean_failure(result)
+    assert not made.exists()  # we made it, we removed it
+    assert empty.is_dir() and list(empty.iterdir()) == []  # it was there: emptied, kept
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("rootfs.tar.bz2", "unknown tarball suffix"), ("exists.tar", "file already exists"),
+     ("missing/rootfs.tar", "no such directory")],
+)  # fmt: skip
+def test_bad_output_is_refused_before_any_request(
+    mirror: Mirror, tmp_path: Path, name: str, message: str
+) -> None:
+    (tmp_path / "exists.tar").write_bytes(b"keep me")
+    with FaultServer(mirror.archive.root) as srv:
+        result = rootstrap(
+            *bootstrap_args(
+                mirror, tmp_path / "store", "--output", str(tmp_path / name), url=srv.url + "/"
+            )
+        )
+        assert message in assert_clean_failure(result)
+        assert srv.requests == []
+    assert (tmp_path / "exists.tar").read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.tar"]
