@@ -80,6 +80,9 @@ class Options:
     recommends: bool = False
     skip: frozenset[str] = frozenset()
     insecure: bool = False
+    # Snapshot archives (snapshot.debian.org style): old keys, a passed Valid-Until.
+    allow_expired_keys: bool = False
+    ignore_valid_until: bool = False
     keep_failed: bool = False
 
 
@@ -170,7 +173,7 @@ def _binfmt_registered(arch: str) -> bool:
 
 def release(ctx: Context) -> None:
     """Fetch and verify the Release; load the indexes it vouches for (cached by SHA256)."""
-    from rootstrap.archive import open_archive
+    from rootstrap.archive import ReleasePolicy, open_archive
     from rootstrap.archive.http import Http
 
     assert ctx.recipe is not None
@@ -186,7 +189,11 @@ def release(ctx: Context) -> None:
         components=list(opts.components) or None,
         pockets=opts.pockets,
         keyrings=list(opts.keyrings) or None,
-        insecure=opts.insecure,
+        policy=ReleasePolicy(
+            insecure=opts.insecure,
+            allow_expired_keys=opts.allow_expired_keys,
+            ignore_valid_until=opts.ignore_valid_until,
+        ),
     )
     ctx.recipe = ctx.archive.recipe
     log.info("%s %s from %s", ctx.recipe.name, ctx.archive.release.date, ctx.archive.mirror)

@@ -39,6 +39,12 @@ def register(app: typer.Typer) -> None:
         recommends: Annotated[bool, typer.Option("--recommends")] = False,
         skip: Annotated[list[str] | None, typer.Option(help="phases to skip, a,b")] = None,
         insecure: Annotated[bool, typer.Option("--insecure", help="UNSIGNED archives")] = False,
+        allow_expired_keys: Annotated[
+            bool, typer.Option("--allow-expired-keys", help="snapshots signed by retired keys")
+        ] = False,
+        ignore_valid_until: Annotated[
+            bool, typer.Option("--ignore-valid-until", help="snapshots past Valid-Until")
+        ] = False,
     ) -> None:
         """Bootstrap SUITE into the store as NAME (or --target DIR, or --output FILE)."""
         from rootstrap import bootstrap
@@ -66,6 +72,8 @@ def register(app: typer.Typer) -> None:
             recommends=recommends,
             skip=frozenset(_split(skip)),
             insecure=insecure,
+            allow_expired_keys=allow_expired_keys,
+            ignore_valid_until=ignore_valid_until,
             keep_failed=settings.debug,
         )
         quiet = settings.verbosity < 0
