@@ -57,6 +57,8 @@ class Resolver:
         self._fail = fail
         self._key: tuple[bytes, ...] | None = None
         self._fd = -1
+        #: whether the last parent() is setgid (new entries then take its group)
+        self.parent_setgid = False
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -71,6 +73,7 @@ class Resolver:
             fd = self.open_dir(key, create=True)
             self.close()
             self._key, self._fd = key, fd
+            self.parent_setgid = bool(os.fstat(fd).st_mode & stat.S_ISGID)
         return self._fd
 
     def open_dir(self, parts: tuple[bytes, ...], *, create: bool) -> int:

@@ -58,7 +58,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from rootstrap import tarstream
 from rootstrap.deb import open_deb
@@ -136,7 +136,17 @@ def _list_path(parts: tuple[bytes, ...]) -> str:
 class _Stager:
     """Reads members, writes regular files' contents into the staging dir, yields entries."""
 
-    def __init__(self, reader: TarReader, stage_fd: int, policy: Policy, prefix: str = "") -> None:
+    def __init__(
+        self,
+        reader: TarReader,
+        stage_fd: int,
+        policy: Policy,
+        prefix: str = "",
+        direct: _Committer | None = None,
+    ) -> None:
+        """Stage regular files into STAGE_FD (names PREFIX + n), or with DIRECT, write them
+        straight into the tree through that committer (no staging, no rename)."""
+        self.direct = direct
         self.reader = reader
         self.stage_fd = stage_fd
         self.policy = policy
@@ -170,7 +180,11 @@ class _Stager:
         elif not parts:
             raise self.fail(m, "the root of the archive must be a directory")
         elif kind in tarstream.REGULAR:
-            entry = ("f", parts, self._stage_file(m, mode, xattrs))
+            if self.direct is not None:
+                self._write_direct(self.direct, m, parts, mode, xattrs)
+                entry = ("F", parts)
+            else:
+                entry = ("f", parts, self._stage_file(m, mode, xattrs))
             self._files.add(parts)
         elif kind == tarstream.SYMLINK:
             if not m.linkname or b"\0" in m.linkname:
@@ -203,11 +217,54 @@ class _Stager:
     def _stage_file(self, m: Member, mode: int, xattrs: dict[bytes, bytes]) -> bytes:
         name = b"%s%d" % (self._prefix, self._count)
         self._count += 1
-        # The common case (root-owned, no special bits, mode untouched by the umask) is
-        # created with its final mode and owner: no fchown/fchmod, two syscalls less per file.
         plain = (m.uid, m.gid) == self._ids and not mode & 0o7000 and not mode & self._umask
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, mode if plain else 0o600, dir_fd=self.stage_fd)
+        try:
+            fd = os.open(name, _CREATE, mode if plain else 0o600, dir_fd=self.stage_fd)
+        except OSError as exc:
+            raise self.fail(m, f"cannot write: {exc.strerror}") from exc
+        self._fill(fd, m, mode, xattrs, plain)
+        return name
+
+    def _write_direct(
+        self,
+        c: _Committer,
+        m: Member,
+        parts: tuple[bytes, ...],
+        mode: int,
+        xattrs: dict[bytes, bytes],
+    ) -> None:
+        """Write a regular file straight into the tree: a new name is created in place (as
+        tar does), an existing one is replaced by a rename (dpkg semantics)."""
+        c.set_current(parts)
+        pfd = c.resolver.parent(parts)
+        plain = (
+            (m.uid, m.gid) == self._ids
+            and not mode & 0o7000
+            and not mode & self._umask
+            and not c.resolver.parent_setgid  # a setgid parent hands down its group
+        )
+        name, tmp = parts[-1], b""
+        try:
+            try:
+                fd = os.open(name, _CREATE, mode if plain else 0o600, dir_fd=pfd)
+            except FileExistsError:
+                tmp = c.tmpname()
+                fd = os.open(tmp, _CREATE, mode if plain else 0o600, dir_fd=pfd)
+        except OSError as exc:
+            raise self.fail(m, f"cannot write: {exc.strerror}") from exc
+        try:
+            self._fill(fd, m, mode, xattrs, plain)
+        except BaseException:
+            if tmp:
+                os.unlink(tmp, dir_fd=pfd)
+            raise
+        if tmp:
+            c.replace(tmp, pfd, pfd, name)
+
+    def _fill(self, fd: int, m: Member, mode: int, xattrs: dict[bytes, bytes], plain: bool) -> None:
+        """Write M's data into FD, then owner, mode, xattrs and mtime; close FD.
+        PLAIN: FD was created with the final mode and owner (root-owned, no special bits, mode
+        untouched by the umask): no fchown/fchmod, two syscalls less per file."""
         try:
             for chunk in self.reader.data(m, CHUNK):
                 view = memoryview(chunk)
@@ -226,7 +283,9 @@ class _Stager:
             raise self.fail(m, f"cannot write: {exc.strerror}") from exc
         finally:
             os.close(fd)
-        return name
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _umask() -> int:
@@ -256,7 +315,10 @@ class _Committer:
     def _fail(self, message: str) -> UnpackError:
         return UnpackError(f"{self._current}: {message}", subject=self.subject)
 
-    def _tmpname(self) -> bytes:
+    def set_current(self, parts: tuple[bytes, ...]) -> None:
+        self._current = _list_path(parts)
+
+    def tmpname(self) -> bytes:
         self._tmp += 1
         return b".rootstrap-%d-%d.tmp" % (os.getpid(), self._tmp)
 
@@ -269,6 +331,8 @@ class _Committer:
                 self._dir(parts, entry)
             elif kind == "f":
                 self._file(parts, entry[2])  # type: ignore[arg-type]
+            elif kind == "F":
+                pass  # written in place already (direct mode)
             elif kind == "l":
                 self._symlinks.append(entry)
             elif kind == "h":
@@ -320,7 +384,8 @@ class _Committer:
                 os.mkdir(name, 0o755, dir_fd=pfd)
         self._dirs[parts] = entry
 
-    def _replace(self, tmp: bytes, src_fd: int, pfd: int, name: bytes) -> None:
+    def replace(self, tmp: bytes, src_fd: int, pfd: int, name: bytes) -> None:
+        """Rename TMP (in SRC_FD) over NAME (in PFD); a directory in the way is an error."""
         try:
             os.rename(tmp, name, src_dir_fd=src_fd, dst_dir_fd=pfd)
         except OSError as exc:
@@ -334,7 +399,7 @@ class _Committer:
 
     def _file(self, parts: tuple[bytes, ...], staged: bytes) -> None:
         pfd = self.resolver.parent(parts)
-        self._replace(staged, self.stage_fd, pfd, parts[-1])
+        self.replace(staged, self.stage_fd, pfd, parts[-1])
 
     def _hardlink(self, parts: tuple[bytes, ...], target: tuple[bytes, ...]) -> None:
         tfd = self.resolver.open_dir(target[:-1], create=False)
@@ -343,23 +408,23 @@ class _Committer:
             if not stat.S_ISREG(st.st_mode):
                 raise self._fail("hardlink target is not a regular file")
             pfd = self.resolver.parent(parts)
-            tmp = self._tmpname()
+            tmp = self.tmpname()
             os.link(target[-1], tmp, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
-        self._replace(tmp, pfd, pfd, parts[-1])
+        self.replace(tmp, pfd, pfd, parts[-1])
 
     def _node(self, parts: tuple[bytes, ...], entry: Entry) -> None:
         _, _, mode, rdev, uid, gid, mtime = entry
         assert isinstance(mode, int) and isinstance(rdev, int) and isinstance(mtime, int)
         assert isinstance(uid, int) and isinstance(gid, int)
         pfd = self.resolver.parent(parts)
-        tmp = self._tmpname()
+        tmp = self.tmpname()
         os.mknod(tmp, mode, rdev, dir_fd=pfd)
         os.chown(tmp, uid, gid, dir_fd=pfd, follow_symlinks=False)
         os.chmod(tmp, stat.S_IMODE(mode), dir_fd=pfd)
         os.utime(tmp, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
-        self._replace(tmp, pfd, pfd, parts[-1])
+        self.replace(tmp, pfd, pfd, parts[-1])
 
     def _symlink(self, parts: tuple[bytes, ...], entry: Entry) -> None:
         _, _, target, uid, gid, mtime, xattrs = entry
@@ -370,7 +435,7 @@ class _Committer:
             os.symlink(target, parts[-1], dir_fd=pfd)
             tmp = parts[-1]
         except FileExistsError:
-            tmp = self._tmpname()
+            tmp = self.tmpname()
             os.symlink(target, tmp, dir_fd=pfd)
         try:
             os.chown(tmp, uid, gid, dir_fd=pfd, follow_symlinks=False)
@@ -383,7 +448,7 @@ class _Committer:
             os.unlink(tmp, dir_fd=pfd)
             raise
         if tmp != parts[-1]:
-            self._replace(tmp, pfd, pfd, parts[-1])
+            self.replace(tmp, pfd, pfd, parts[-1])
 
     def _dir_attrs(self, parts: tuple[bytes, ...], entry: Entry) -> None:
         _, _, mode, uid, gid, mtime, xattrs = entry
@@ -413,15 +478,20 @@ class _Committer:
 
 
 class _Root:
-    """The root's fd and a hidden staging directory inside it (same filesystem, so staged
-    files are renamed, not copied). The staging name is random, so no package can aim at it."""
+    """The root's fd and, for extract_many, a hidden staging directory inside it (same
+    filesystem, so staged files are renamed, not copied). Its name is random, so no package
+    can aim at it."""
 
-    def __init__(self, root: Path, subject: str) -> None:
+    def __init__(self, root: Path, subject: str, *, staging: bool) -> None:
         self.path = Path(root)
+        self.stage_name = ""
+        self.stage_fd = -1
         try:
             self.fd = os.open(self.path, O_DIR)
         except OSError as exc:
             raise UnpackError(f"cannot open the root: {exc.strerror}", subject=str(root)) from exc
+        if not staging:
+            return
         self.stage_name = f".rootstrap-unpack-{secrets.token_hex(8)}"
         try:
             os.mkdir(self.stage_name, 0o700, dir_fd=self.fd)
@@ -433,17 +503,18 @@ class _Root:
             ) from exc
 
     def close(self) -> None:
-        os.close(self.stage_fd)
         try:
-            remove_tree(self.path / self.stage_name)
+            if self.stage_fd >= 0:
+                os.close(self.stage_fd)
+                remove_tree(self.path / self.stage_name)
         finally:
             os.close(self.fd)
 
 
-def _stage_and_commit(reader: TarReader, root: _Root, policy: Policy, subject: str) -> list[str]:
-    stager = _Stager(reader, root.stage_fd, policy)
-    committer = _Committer(root.fd, subject)
-    committer.stage_fd = root.stage_fd
+def _extract_direct(reader: TarReader, root_fd: int, policy: Policy, subject: str) -> list[str]:
+    """Members straight into the tree, in order (no staging): the serial path."""
+    committer = _Committer(root_fd, subject)
+    stager = _Stager(reader, -1, policy, direct=committer)
     try:
         for entry in stager.entries():
             committer.add(entry)
@@ -466,9 +537,9 @@ def extract_tar(
     reader = TarReader(
         tar_stream, subject=subject, max_bytes=policy.max_bytes, allow_pax=policy.allow_pax
     )
-    r = _Root(root, subject)
+    r = _Root(root, subject, staging=False)
     try:
-        return _stage_and_commit(reader, r, policy, subject)
+        return _extract_direct(reader, r.fd, policy, subject)
     finally:
         r.close()
 
@@ -486,11 +557,11 @@ def extract_deb(deb_path: Path, root: Path, policy: Policy = Policy()) -> list[s
 def _extract_deb(deb_path: Path, root: Path, policy: Policy) -> tuple[list[str], int]:
     deb = open_deb(deb_path)
     cap = policy.deb_cap(deb.control().installed_size)
-    r = _Root(root, deb.subject)
+    r = _Root(root, deb.subject, staging=False)
     try:
         with deb.data() as stream:
             reader = _deb_reader(deb.path, stream, policy, cap)
-            return _stage_and_commit(reader, r, policy, deb.subject), reader.consumed
+            return _extract_direct(reader, r.fd, policy, deb.subject), reader.consumed
     finally:
         r.close()
 
@@ -500,15 +571,37 @@ def _extract_deb(deb_path: Path, root: Path, policy: Policy) -> tuple[list[str],
 _StageResult = tuple[str, object, object, object]
 
 
+#: In a worker: how many packages of the current extract_many the main process has committed.
+_committed: Any = None
+
+
+def _worker_init(committed: Any) -> None:
+    global _committed
+    _committed = committed
+    os.umask(0)  # files are created with their final mode (see _Stager._fill)
+
+
 def _stage_worker(
-    deb_path: str, root: str, stage_name: str, prefix: str, policy: Policy
+    deb_path: str, root: str, stage_name: str, index: int, policy: Policy
 ) -> _StageResult:
-    """In a worker process: stage one .deb; return ("ok", entries, paths, bytes) or an error
-    as plain data (our exceptions take keyword arguments, which pickle does not carry)."""
+    """In a worker process: stage the INDEXth .deb, or extract it straight into the tree when
+    it is at the head of the line (every package before it committed; none after it will be
+    until it reports back): no staging and no renames for that one. Returns ("ok", entries,
+    paths, (bytes, staging dir)) or an error as plain data (our exceptions take keyword
+    arguments, which pickle does not carry)."""
     path = Path(deb_path)
     try:
         deb = open_deb(path)
         cap = policy.deb_cap(deb.control().installed_size)
+        if _committed is not None and _committed.value == index:
+            root_fd = os.open(root, O_DIR)
+            try:
+                with deb.data() as stream:
+                    reader = _deb_reader(path, stream, policy, cap)
+                    paths = _extract_direct(reader, root_fd, policy, path.name)
+                    return ("ok", [], paths, (reader.consumed, ""))
+            finally:
+                os.close(root_fd)
         # One staging directory per worker: creating files takes the directory's inode lock,
         # so two workers sharing one directory would serialize on it.
         own = f"w{os.getpid()}"
@@ -522,7 +615,7 @@ def _stage_worker(
         try:
             with deb.data() as stream:
                 reader = _deb_reader(path, stream, policy, cap)
-                stager = _Stager(reader, stage_fd, policy, prefix)
+                stager = _Stager(reader, stage_fd, policy, f"{index}-")
                 entries = list(stager.entries())
                 return ("ok", entries, stager.paths, (reader.consumed, own))
         finally:
@@ -573,13 +666,18 @@ def extract_many(
             total += consumed
             _check_total(policy, total, deb)
         return results
-    r = _Root(root, str(root))
+    r = _Root(root, str(root), staging=True)
     # Staged-but-uncommitted packages: bounds staging space and memory, yet wide enough that
     # one big package at the head of the line does not leave the other worker idle.
     window = 8 * workers
-    inflight: deque[tuple[Path, str, Future[_StageResult]]] = deque()
+    inflight: deque[tuple[Path, int, Future[_StageResult]]] = deque()
+    context = _mp_context()
+    committed = context.Value("q", 0)  # packages committed so far, read by the workers
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=_mp_context(), initializer=os.umask, initargs=(0,)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(committed,),
     )
     stage_fds: dict[str, int] = {}
     try:
@@ -593,15 +691,23 @@ def extract_many(
                 except StopIteration:
                     exhausted = True
                     break
-                sub = f"{index}-"
-                index += 1
                 future = pool.submit(
-                    _stage_worker, str(deb), str(r.path), r.stage_name, sub, policy
+                    _stage_worker, str(deb), str(r.path), r.stage_name, index, policy
                 )
-                inflight.append((deb, sub, future))
+                inflight.append((deb, index, future))
+                index += 1
             if not inflight:
                 break
-            deb, sub, future = inflight.popleft()
+            deb, position, future = inflight.popleft()
+            if future.cancel():
+                # No worker has started it and everything before it is committed: extract it
+                # here, in place, instead of waiting idle (no staging, no renames).
+                here, used = _extract_deb(deb, root, policy)
+                total += used
+                _check_total(policy, total, deb)
+                committed.value = position + 1
+                results[deb] = here
+                continue
             try:
                 result = future.result()
             except BrokenProcessPool as exc:  # a worker killed (OOM killer, a signal)
@@ -615,9 +721,11 @@ def extract_many(
             assert isinstance(consumed, int) and isinstance(own, str)
             total += consumed
             _check_total(policy, total, deb)
-            if own not in stage_fds:
-                stage_fds[own] = os.open(own, O_DIR, dir_fd=r.stage_fd)
-            _commit_staged(r.fd, stage_fds[own], entries, deb.name)
+            if own:  # else the worker extracted it in place
+                if own not in stage_fds:
+                    stage_fds[own] = os.open(own, O_DIR, dir_fd=r.stage_fd)
+                _commit_staged(r.fd, stage_fds[own], entries, deb.name)
+            committed.value = position + 1
             results[deb] = paths
     finally:
         for _, _, future in inflight:

@@ -287,6 +287,33 @@ def test_extract_many_is_deterministic_in_the_given_order(tmp_path: Path) -> Non
         assert not [p for p in root.iterdir() if p.name.startswith(".rootstrap")]
 
 
+def test_extract_many_equals_serial_extraction(tmp_path: Path) -> None:
+    """Staged, in-place-by-a-worker and in-place-by-the-main-process packages all give the
+    tree a serial extraction gives (owners, modes, links, contents, mtimes)."""
+    specs = [
+        DebSpec(
+            f"q{i}",
+            files={
+                "usr/bin/shared": f"q{i}".encode(),
+                f"usr/lib/q{i}/big": bytes([i]) * (200_000 * (8 - i)),
+                f"etc/q{i}.conf": b"c",
+            },
+            dirs=("var/lib/common",),
+            modes={"usr/bin/shared": 0o4755 if i % 2 else 0o755, f"etc/q{i}.conf": 0o600},
+            symlinks={f"usr/bin/q{i}": "shared", "usr/lib/common": f"q{i}"},
+        )
+        for i in range(8)
+    ]
+    debs = [build_deb(spec, tmp_path / "debs", "zstd") for spec in specs]
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    serial.mkdir()
+    parallel.mkdir()
+    one = extract_many(debs, serial, Policy(), workers=1)
+    two = extract_many(debs, parallel, Policy(), workers=2)
+    assert one == two
+    assert _snapshot(serial) == _snapshot(parallel)
+
+
 def test_extract_many_reports_the_failing_deb_and_stops(tmp_path: Path, root: Path) -> None:
     good = build_deb(DebSpec("good", files={"etc/good": b"g"}), tmp_path)
     bad = tmp_path / "bad_1_all.deb"
