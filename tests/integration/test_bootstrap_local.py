@@ -423,6 +423,14 @@ def test_sigkill_leaves_only_a_hidden_entry_that_clean_removes(
     assert not (store / "killed").exists()
     listing = rootstrap("--store", str(store), "list-images")
     assert listing.returncode == 0 and "killed" not in listing.stdout
+    # Restarted, the tool is not blocked by the leftover: the same name passes check() and
+    # the run goes on to the mirror (which here refuses the Release, to stop it there).
+    with FaultServer(mirror.archive.root) as srv:
+        srv.fault("*/InRelease", "status", code=404)
+        srv.fault("*/Release*", "status", code=404)
+        again = rootstrap(*bootstrap_args(mirror, store, "killed", url=srv.url + "/"))
+        text = assert_clean_failure(again)
+        assert "killed" not in text.splitlines()[0] and srv.fetched("*Release*"), text
     cleaned = rootstrap("--store", str(store), "clean")
     assert cleaned.returncode == 0, cleaned.stderr
     assert leftovers(store) == []
@@ -536,7 +544,8 @@ def test_huge_control_member_is_capped(mirror: Mirror, tmp_path: Path) -> None:
     text = assert_clean_failure(result)
     assert "huge-control" in text and "./templates" in text and "cap of 67108864" in text, text
     peak_mib = int(result.stdout.strip()) >> 10
-    assert peak_mib < 400, f"peak RSS {peak_mib} MiB for a {HUGE_CONTROL >> 20} MiB member"
+    # A plain minbase bootstrap peaks at ~65 MiB here; the cap is 64 MiB; the member 1 GiB.
+    assert peak_mib < 200, f"peak RSS {peak_mib} MiB for a {HUGE_CONTROL >> 20} MiB member"
     assert leftovers(store) == []
 
 
