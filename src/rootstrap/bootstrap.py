@@ -423,10 +423,13 @@ def _write_sources(ctx: Context, root: Path) -> None:
 
 def _image_keyring(ctx: Context, root: Path) -> str | None:
     """The keyring path apt in the image trusts for this mirror: the recipe's own, when a
-    package of the image ships it (debian-archive-keyring), else a copy of the keyring the
-    bootstrap verified with, placed in /etc/apt/keyrings (apt's directory for local keys)."""
+    package of the image ships it (debian-archive-keyring) and no --keyring was given, else a
+    copy of the keyring the bootstrap verified with, placed in /etc/apt/keyrings (apt's
+    directory for local keys)."""
     assert ctx.recipe is not None
-    for keyring in ctx.recipe.keyrings:
+    # A --keyring given is what the mirror is signed with (a local or derived archive, say):
+    # the distribution's keyring in the image would not verify it (NO_PUBKEY in apt update).
+    for keyring in () if ctx.options.keyrings else ctx.recipe.keyrings:
         if (root / str(keyring).lstrip("/")).is_file():
             return str(keyring)
     from rootstrap.keyrings import find_keyring
