@@ -262,6 +262,16 @@ def test_published_image_is_a_dpkg_system(published: Published) -> None:
     assert "Suites: bookworm\n" in sources
 
 
+def test_apt_in_the_image_installs_from_the_mirror(published: Published) -> None:
+    """The image's own sources and keyring (a copy of --keyring) let apt use the mirror."""
+    sources = (published.image / "etc/apt/sources.list.d/debian.sources").read_text()
+    assert "Signed-By: /etc/apt/keyrings/debian-archive-keyring.gpg\n" in sources, sources
+    script = "apt-get update -q && apt-get install -y -q greeter && greeter"
+    result = rootstrap("run", "-x", "-D", str(published.image), "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "greetings from the local mirror" in result.stdout
+
+
 @pytest.mark.hazard(65)
 def test_daemon_starts_are_blocked_and_guards_restored(published: Published) -> None:
     root = published.image

@@ -14,6 +14,8 @@ runs against it with ``--mirror http://127.0.0.1:PORT/ --keyring KEYRING``.
 
 The crafted packages (:data:`CRAFTED`, each opt-in with ``--include NAME``):
 
+- ``greeter``: ``/usr/bin/greeter`` prints ``greetings from the local mirror`` (for apt
+  inside an image, pointed at the local mirror by the image's own sources);
 - ``fail-postinst``: postinst prints ``frobnication failed: widget missing`` and exits 1;
 - ``daemon-starter``: its postinst tries ``start-stop-daemon --start``, ``invoke-rc.d`` and
   ``systemctl start`` on a service whose start writes ``/var/lib/daemon-starter/ran-BY``;
@@ -84,6 +86,12 @@ exit 0
 """
 
 CRAFTED: tuple[DebSpec, ...] = (
+    DebSpec(
+        "greeter",
+        "1.0",
+        files={"usr/bin/greeter": b"#!/bin/sh\necho 'greetings from the local mirror'\n"},
+        modes={"usr/bin/greeter": 0o755},
+    ),
     DebSpec(
         "fail-postinst",
         "1.0",
