@@ -320,8 +320,7 @@ def prepare(ctx: Context) -> None:
     root = ctx.need_root()
     write_database(root, ctx.arch, ctx.unpacked)
     for sub, mode in (("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700), ("run", 0o755)):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / sub).chmod(mode)
+        _make_dir(root, sub, mode)
     _write_file(root, "etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
     _write_file(root, "etc/hostname", f"{_hostname(ctx)}\n")
     ctx.guards = configure.install_guards(root)
@@ -414,7 +413,7 @@ def _write_sources(ctx: Context, root: Path) -> None:
     text = f"Types: deb\nURIs: {ctx.archive.mirror}\nSuites: {suites}\nComponents: {components}\n"
     if keyring is not None:
         text += f"Signed-By: {keyring}\n"
-    (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+    _make_dir(root, "etc/apt/sources.list.d")
     _write_file(root, f"etc/apt/sources.list.d/{recipe.distribution}.sources", text)
     sources_list = root / "etc/apt/sources.list"
     if sources_list.is_symlink():
@@ -441,7 +440,7 @@ def _image_keyring(ctx: Context, root: Path) -> str | None:
     if not used:
         return None
     target = f"/etc/apt/keyrings/{ctx.recipe.distribution}-archive-keyring.gpg"
-    (root / "etc/apt/keyrings").mkdir(parents=True, exist_ok=True)
+    _make_dir(root, "etc/apt/keyrings")
     _write_bytes(root, target, b"".join(k.read_bytes() for k in used))
     return target
 
@@ -492,6 +491,30 @@ def commit(ctx: Context) -> None:
             origin["mirror"] = ctx.archive.mirror
             origin["date"] = str(ctx.archive.release.date)
         ctx.result = ctx.new_image.publish(origin=origin)
+
+
+def _make_dir(root: Path, relpath: str, mode: int | None = None) -> None:
+    """``mkdir -p ROOT/RELPATH`` (and chmod MODE) following no symlink a package planted:
+    a chmod through ``tmp -> /etc`` would change the host (HAZARDS 63)."""
+    from rootstrap.configure import _in_root
+    from rootstrap.errors import ConfigureError
+
+    path = _in_root(root, relpath)  # no symlink on the way (but the merged-/usr links)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o755 if mode is None else mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a symlink or a file where a directory belongs
+        found = f"a symlink to {os.readlink(path)}" if path.is_symlink() else exc.strerror
+        raise ConfigureError(
+            f"expected a directory, found {found}; it is not followed", subject=f"/{relpath}"
+        ) from exc
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _write_file(root: Path, relpath: str, text: str, mode: int = 0o644) -> None:
