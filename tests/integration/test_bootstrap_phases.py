@@ -1,0 +1,75 @@
+"""Single bootstrap phases on real directories: what they write never leaves the root.
+
+A package extracted before base-files can ship ``tmp``, ``root`` or ``etc/apt`` as a symlink to
+an absolute host path (the extractor keeps a symlink a later directory entry lands on, as dpkg
+does). The phases after extraction create, chmod and write there; they must do it in the root
+or refuse, never through the link (HAZARDS 63). The whole bootstrap is driven in
+test_bootstrap_local.py; here each phase runs alone on a hand-made root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rootstrap import bootstrap, recipes
+from rootstrap.errors import ConfigureError
+
+
+def context(root: Path) -> bootstrap.Context:
+    ctx = bootstrap.Context(
+        options=bootstrap.Options(suite="bookworm", name="planted"),
+        store=root.parent,
+        cache_dir=root.parent,
+    )
+    ctx.root, ctx.arch, ctx.recipe = root, "amd64", recipes.load("bookworm")
+    return ctx
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    for sub in ("etc", "usr/sbin", "usr/bin", "var"):
+        (root / sub).mkdir(parents=True)
+    os.symlink("usr/bin", root / "bin")
+    return root
+
+
+@pytest.mark.hazard(63)
+@pytest.mark.parametrize(("link", "target"), [("tmp", "etc"), ("root", "bin"), ("var/tmp", "etc")])
+def test_prepare_never_chmods_through_a_planted_directory_link(
+    root: Path, host_sentinel: Path, link: str, target: str
+) -> None:
+    os.symlink(host_sentinel / target, root / link)
+    with pytest.raises(ConfigureError, match=f"/{link}: expected a directory, found a symlink"):
+        bootstrap.prepare(context(root))
+    # host_sentinel's teardown asserts its modes and contents are unchanged.
+
+
+@pytest.mark.hazard(63)
+def test_prepare_makes_the_directories_in_root(root: Path) -> None:
+    bootstrap.prepare(context(root))
+    modes = {sub: (root / sub).stat().st_mode & 0o7777 for sub in ("tmp", "var/tmp", "root")}
+    assert modes == {"tmp": 0o1777, "var/tmp": 0o1777, "root": 0o700}
+    assert (root / "etc/hostname").read_text() == "planted\n"
+    assert (root / "usr/sbin/policy-rc.d").read_bytes().endswith(b"exit 101\n")
+
+
+@pytest.mark.hazard(63)
+def test_sources_are_not_written_through_a_planted_etc_apt(
+    root: Path, host_sentinel: Path, tmp_path: Path
+) -> None:
+    os.symlink(host_sentinel / "etc", root / "etc/apt")
+    (root / "usr/bin/apt-get").write_bytes(b"")
+
+    class Archive:  # the two attributes customize reads from the opened archive
+        mirror = "http://127.0.0.1:9/debian"
+
+    ctx = context(root)
+    ctx.archive = Archive()  # type: ignore[assignment]
+    with pytest.raises(ConfigureError, match="symlink"):
+        bootstrap.customize(ctx)
+    assert not (host_sentinel / "etc/sources.list.d").exists()
+    assert not (host_sentinel / "etc/keyrings").exists()
