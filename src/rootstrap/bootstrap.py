@@ -452,14 +452,33 @@ def cleanup(ctx: Context) -> None:
     root = ctx.need_root()
     configure.restore_guards(ctx.guards)
     ctx.guards = []
-    for pattern in ("var/cache/apt/*.bin", "var/cache/debconf/*-old", "var/lib/dpkg/*-old"):
-        for path in root.glob(pattern):
-            path.unlink()
-    for sub in ("var/log/dpkg.log", "var/log/alternatives.log", "var/cache/ldconfig/aux-cache"):
-        (root / sub).unlink(missing_ok=True)
+    for pattern in (
+        "var/cache/apt/*.bin", "var/cache/debconf/*-old", "var/lib/dpkg/*-old",
+        "var/log/dpkg.log", "var/log/alternatives.log", "var/cache/ldconfig/aux-cache",
+    ):  # fmt: skip
+        _remove_in_root(root, pattern)
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         _clamp_mtimes(root, int(epoch))
+
+
+def _remove_in_root(root: Path, pattern: str) -> None:
+    """Remove the files ROOT/PATTERN names (a glob in its last component), never through a
+    directory symlink a package planted: var/log -> /var/log must not cost the host its logs
+    (HAZARDS 63)."""
+    import fnmatch
+
+    from rootstrap.configure import _in_root
+    from rootstrap.errors import ConfigureError
+
+    try:
+        directory = _in_root(root, pattern).parent  # every parent checked: no symlink
+        names = os.listdir(directory)
+    except (ConfigureError, FileNotFoundError, NotADirectoryError):
+        return
+    for name in fnmatch.filter(names, Path(pattern).name):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(directory / name)  # unlink never follows the last component
 
 
 def _clamp_mtimes(root: Path, epoch: int) -> None:
