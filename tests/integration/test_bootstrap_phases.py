@@ -73,3 +73,21 @@ def test_sources_are_not_written_through_a_planted_etc_apt(
         bootstrap.customize(ctx)
     assert not (host_sentinel / "etc/sources.list.d").exists()
     assert not (host_sentinel / "etc/keyrings").exists()
+
+
+@pytest.mark.hazard(63)
+def test_cleanup_deletes_nothing_through_a_planted_directory_link(
+    root: Path, tmp_path: Path
+) -> None:
+    host_log = tmp_path / "host-log"
+    host_log.mkdir()
+    for name in ("dpkg.log", "alternatives.log"):
+        (host_log / name).write_text("the host's log\n")
+    os.symlink(host_log, root / "var/log")
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status-old").write_text("old\n")
+    (root / "var/lib/dpkg/status").write_text("new\n")
+    bootstrap.cleanup(context(root))
+    assert sorted(p.name for p in host_log.iterdir()) == ["alternatives.log", "dpkg.log"]
+    # In the root itself, the -old files still go.
+    assert sorted(p.name for p in (root / "var/lib/dpkg").iterdir()) == ["status"]
