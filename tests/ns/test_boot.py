@@ -24,6 +24,13 @@ from tests.ns.conftest import CACHE, make_busybox_root, rootstrap
 STORE = CACHE / "boot-store"
 IMAGE = "boot"
 REGISTRY = Path("/run/rootstrap/machines")
+# Machine names are global on the host: another session's test run must not collide with ours.
+SUFFIX = f"-{os.getpid() % 100000}"
+
+
+def uniq(name: str) -> str:
+    return name + SUFFIX
+
 
 pytestmark = [pytest.mark.slow]
 
@@ -140,7 +147,7 @@ def _host_mounts() -> list[str]:
 
 @pytest.fixture
 def machine(boot_store: Path, request: pytest.FixtureRequest) -> Iterator[Machine]:
-    name = "t-" + request.node.name.removeprefix("test_")[:40].replace("_", "-")
+    name = uniq("t-" + request.node.name.removeprefix("test_")[:40].replace("_", "-"))
     m = Machine(boot_store, name, "--console=read-only")
     yield m
     if m.proc.poll() is None:
@@ -299,7 +306,7 @@ def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
 
 def test_console_escape_through_a_pty(boot_store: Path) -> None:
     """Ctrl-] three times within a second on an interactive console kills the machine."""
-    name = "t-escape"
+    name = uniq("t-escape")
     before = _host_mounts()
     pid, fd = pty.fork()
     if pid == 0:
@@ -367,31 +374,31 @@ def test_image_without_os_release_is_refused(tmp_path: Path) -> None:
     (root / "etc/os-release").unlink()
     (root / "sbin").mkdir()
     (root / "sbin/init").symlink_to("/bin/sh")
-    result = rootstrap("boot", "-D", str(root), "-M", "t-noosrel")
+    result = rootstrap("boot", "-D", str(root), "-M", uniq("t-noosrel"))
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == (
         f"error: {root}: the image has no os-release: it does not look bootable"
     ), result.stderr
     assert "hint:" in result.stderr and "Traceback" not in result.stderr
-    assert not (REGISTRY / "t-noosrel").exists()
-    assert not _cgroup_dir("t-noosrel").exists()
+    assert not (REGISTRY / uniq("t-noosrel")).exists()
+    assert not _cgroup_dir(uniq("t-noosrel")).exists()
 
 
 @pytest.mark.hazard(98)
 def test_boot_of_the_host_root_is_refused() -> None:
-    result = rootstrap("boot", "-D", "/", "-M", "t-hostroot")
+    result = rootstrap("boot", "-D", "/", "-M", uniq("t-hostroot"))
     assert result.returncode == 1
     assert "host's root directory is not supported" in result.stderr
-    assert not _cgroup_dir("t-hostroot").exists()
+    assert not _cgroup_dir(uniq("t-hostroot")).exists()
 
 
 def test_image_without_init_is_a_clean_error(tmp_path: Path) -> None:
     root = make_busybox_root(tmp_path / "bb")
-    result = rootstrap("boot", "-D", str(root), "-M", "t-noinit")
+    result = rootstrap("boot", "-D", str(root), "-M", uniq("t-noinit"))
     assert result.returncode == 127, result.stderr
     assert "/sbin/init" in result.stderr and "systemd-sysv" in result.stderr
-    assert not (REGISTRY / "t-noinit").exists()
-    assert not _cgroup_dir("t-noinit").exists()
+    assert not (REGISTRY / uniq("t-noinit")).exists()
+    assert not _cgroup_dir(uniq("t-noinit")).exists()
 
 
 def test_same_name_twice_is_refused(machine: Machine, boot_store: Path) -> None:
@@ -457,7 +464,7 @@ while True:
 def test_network_veth_ping_both_ways(boot_store: Path) -> None:
     """--network-veth: ve-NAME beside host0, addressed; ping host → machine and back. The
     host side lives in a network namespace of this test (unshare -n), not the host's."""
-    name = "t-veth"
+    name = uniq("t-veth")
     log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
     proc = subprocess.Popen(
         [
@@ -475,13 +482,13 @@ def test_network_veth_ping_both_ways(boot_store: Path) -> None:
             time.sleep(0.05)
         entry = json.loads((REGISTRY / name).read_text())
         host, inner = entry["host_address"], entry["address"]
-        assert entry["ifname"] == "ve-t-veth"
+        assert entry["ifname"] == "ve-" + name[:12]
         outer = f"--net=/proc/{proc.pid}/ns/net"
         links = subprocess.run(
             ["nsenter", outer, "ip", "-br", "addr"], capture_output=True, text=True, check=True
         ).stdout
         assert any(
-            line.startswith("ve-t-veth") and f"{host}/30" in line for line in links.splitlines()
+            line.startswith(entry["ifname"]) and f"{host}/30" in line for line in links.splitlines()
         ), links
         inside = rootstrap("shell", name, "ip", "-br", "addr", "show", "host0").stdout
         assert inside.startswith("host0") and f"{inner}/30" in inside, inside
@@ -513,7 +520,7 @@ def test_private_users_boot(boot_store: Path) -> None:
     root-owned files stay root's inside (idmapped mount) and unchanged on the host."""
     image = boot_store / IMAGE
     owner_before = (image / "etc/passwd").stat().st_uid
-    m = Machine(boot_store, "t-userns", "--console=read-only", "--private-users=pick")
+    m = Machine(boot_store, uniq("t-userns"), "--console=read-only", "--private-users=pick")
     try:
         entry = m.wait_registered()
         m.wait_running()
@@ -580,7 +587,7 @@ def debootstrap_boot_root() -> Path:
 @pytest.mark.network
 def test_debootstrap_image_boots(debootstrap_boot_root: Path) -> None:
     """An image debootstrap made boots under rootstrap to running (or degraded)."""
-    name = "t-debootstrap"
+    name = uniq("t-debootstrap")
     before = _host_mounts()
     log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
     proc = subprocess.Popen(
@@ -634,7 +641,7 @@ def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> N
     ]
     (tmp_path / "shadow").write_text("\n".join(shadow) + "\n")
     (tmp_path / "shadow").chmod(0o640)
-    name = "t-login"
+    name = uniq("t-login")
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(
@@ -677,7 +684,7 @@ def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> N
 def test_network_bridge(boot_store: Path) -> None:
     """--network-bridge BR: vb-NAME joins a bridge (made in this test's own network
     namespace), host0 comes up inside; with an address on each side they talk."""
-    name = "t-bridge"
+    name = uniq("t-br")
     script = (
         "ip link add br-test type bridge && ip addr add 10.232.7.1/24 dev br-test && "
         'ip link set br-test up && exec "$0" "$@"'
@@ -699,10 +706,10 @@ def test_network_bridge(boot_store: Path) -> None:
             assert proc.poll() is None and time.monotonic() < deadline, log.name
             time.sleep(0.05)
         entry = json.loads((REGISTRY / name).read_text())
-        assert entry["ifname"] == "vb-t-bridge" and entry["bridge"] == "br-test"
+        assert entry["ifname"] == "vb-" + name[:12] and entry["bridge"] == "br-test"
         outer = f"--net=/proc/{proc.pid}/ns/net"
         link = subprocess.run(
-            ["nsenter", outer, "ip", "-o", "link", "show", "dev", "vb-t-bridge"],
+            ["nsenter", outer, "ip", "-o", "link", "show", "dev", entry["ifname"]],
             capture_output=True,
             text=True,
         ).stdout
@@ -729,7 +736,7 @@ def test_network_bridge_missing_is_a_clean_error(boot_store: Path) -> None:
     result = subprocess.run(
         [
             *("unshare", "-n", "--", sys.executable, "-m", "rootstrap", "--store", str(boot_store)),
-            *("boot", IMAGE, "-M", "t-nobridge", "-x", "--network-bridge", "nope0"),
+            *("boot", IMAGE, "-M", uniq("t-nobridge"), "-x", "--network-bridge", "nope0"),
         ],
         capture_output=True,
         text=True,
@@ -738,5 +745,5 @@ def test_network_bridge_missing_is_a_clean_error(boot_store: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: nope0: no such bridge on the host"), result.stderr
     assert "Traceback" not in result.stderr
-    assert not (REGISTRY / "t-nobridge").exists()
-    assert not _cgroup_dir("t-nobridge").exists()
+    assert not (REGISTRY / uniq("t-nobridge")).exists()
+    assert not _cgroup_dir(uniq("t-nobridge")).exists()

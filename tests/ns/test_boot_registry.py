@@ -14,7 +14,7 @@ import pytest
 
 from rootstrap.runner import registry
 from tests.ns.conftest import rootstrap
-from tests.ns.test_boot import REGISTRY, Machine, _cgroup_dir, boot_store  # noqa: F401
+from tests.ns.test_boot import REGISTRY, Machine, _cgroup_dir, boot_store, uniq  # noqa: F401
 
 
 def _dead_pid() -> int:
@@ -59,7 +59,7 @@ def test_a_live_name_cannot_be_registered_twice(tmp_path: Path) -> None:
 def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -> None:  # noqa: F811
     """SIGKILL to rootstrap: the machine dies with it (PDEATHSIG on its init), `list` drops
     the stale entry, and the next boot of that name clears the leftover cgroup."""
-    m = Machine(boot_store, "t-sigkill", "--console=read-only")
+    m = Machine(boot_store, uniq("t-sigkill"), "--console=read-only")
     try:
         entry = m.wait_registered()
         m.proc.send_signal(signal.SIGKILL)
@@ -72,7 +72,7 @@ def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -
         listed = json.loads(rootstrap("list", "--json").stdout)
         assert m.name not in [x["machine"] for x in listed]
         assert not (REGISTRY / m.name).exists()  # ...until a reader dropped it
-        again = Machine(boot_store, "t-sigkill", "--console=read-only")
+        again = Machine(boot_store, uniq("t-sigkill"), "--console=read-only")
         try:
             again.wait_registered()
             assert rootstrap("terminate", again.name).returncode == 0
@@ -92,14 +92,14 @@ def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -
 @pytest.mark.hazard(99)
 def test_writable_boot_of_a_running_image_is_busy(boot_store: Path) -> None:  # noqa: F811
     """An ephemeral boot holds the image shared; a writable boot of it fails at once."""
-    m = Machine(boot_store, "t-busy", "--console=read-only")
+    m = Machine(boot_store, uniq("t-busy"), "--console=read-only")
     try:
         m.wait_registered()
-        second = rootstrap("--store", str(boot_store), "boot", "boot", "-M", "t-busy2")
+        second = rootstrap("--store", str(boot_store), "boot", "boot", "-M", uniq("t-busy2"))
         assert second.returncode != 0
         assert "busy" in second.stderr, second.stderr
-        assert not (REGISTRY / "t-busy2").exists()
-        assert not _cgroup_dir("t-busy2").exists()
+        assert not (REGISTRY / uniq("t-busy2")).exists()
+        assert not _cgroup_dir(uniq("t-busy2")).exists()
         assert rootstrap("terminate", m.name).returncode == 0
         m.wait_exit()
     finally:
