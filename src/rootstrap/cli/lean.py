@@ -361,6 +361,10 @@ interactive on a terminal and read-only otherwise.
   -n, --network-veth         a private network with a veth pair: ve-NAME on the host,
                              host0 inside, both addressed (a /30 of 10.231.0.0/16)
   --network-bridge BR        the same, its host end vb-NAME on bridge BR (no addresses)
+
+The image needs an init and a bus: 'rootstrap bootstrap SUITE NAME --include
+systemd-sysv,dbus'. To log in at the console, give root a password first:
+'rootstrap run NAME passwd'. While it runs: 'rootstrap list', 'rootstrap shell NAME'.
 """
 
 MACHINE_USAGE = """usage: rootstrap list [--json]
