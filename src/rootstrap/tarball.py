@@ -52,6 +52,7 @@ def write_tar(root: Path, file: Path) -> Path:
     if epoch.isdigit():
         tar[-1:-1] = [f"--mtime=@{epoch}", "--clamp-mtime"]
     temp = file.with_name(f".#{file.name}.{secrets.token_hex(4)}")
+    producer: subprocess.Popen[bytes] | None = None
     try:
         with open(temp, "xb") as out:
             producer = subprocess.Popen(
@@ -78,6 +79,10 @@ def write_tar(root: Path, file: Path) -> Path:
         os.rename(temp, file)
         fsync_dir(file.parent)
     except BaseException:
+        # Interrupted (HAZARDS 66): tar would go on writing the unlinked temp file.
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+            producer.wait()
         temp.unlink(missing_ok=True)
         raise
     return file
