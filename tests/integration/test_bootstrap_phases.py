@@ -91,3 +91,57 @@ def test_cleanup_deletes_nothing_through_a_planted_directory_link(
     assert sorted(p.name for p in host_log.iterdir()) == ["alternatives.log", "dpkg.log"]
     # In the root itself, the -old files still go.
     assert sorted(p.name for p in (root / "var/lib/dpkg").iterdir()) == ["status"]
+
+
+@pytest.mark.hazard(66)
+def test_interrupted_tarball_leaves_no_file_and_no_process(tmp_path: Path) -> None:
+    """SIGTERM while tar and zstd stream a (sparse, 64 GiB) tree: both end, the temp goes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with open(tree / "sparse", "wb") as f:
+        f.truncate(64 << 30)
+    out = tmp_path / "out/rootfs.tar.zst"
+    out.parent.mkdir()
+    code = (
+        "import signal, sys\n"
+        "from pathlib import Path\n"
+        "from rootstrap.tarball import write_tar\n"
+        "def stop(*_): raise KeyboardInterrupt\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "try:\n"
+        "    write_tar(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tree), str(out)])
+    deadline = time.monotonic() + 30
+    while not list(out.parent.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # tar and zstd are busy now
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    assert list(out.parent.iterdir()) == []
+
+    def streaming() -> list[str]:
+        """Processes reading the tree or writing the output: tar, zstd."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+                targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds]
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(tree).encode() in argv or any(t.startswith(str(out.parent)) for t in targets):
+                found.append(pid)
+        return found
+
+    deadline = time.monotonic() + 5
+    while streaming() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert streaming() == []
