@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -127,10 +126,10 @@ class BootHooks(Hooks):
         self.machine = machine
         self.fields = fields
         self.on_ready = on_ready
-        self.ready = threading.Event()
+        self.ready = False
         self.stops = 0
         self.leader = 0
-        self.reader: threading.Thread | None = None
+        self.reader: object = None
         self.veth = False
         self.bridge: str | None = None
 
@@ -145,10 +144,13 @@ class BootHooks(Hooks):
         self.fields["started"] = time.time()
         registry.register({**self.fields, "leader": pid})
         if notify_fd >= 0:
-            self.reader = threading.Thread(
+            import threading  # after pid 1 was let go: not on the path to its exec
+
+            reader = threading.Thread(
                 target=self._read_notify, args=(notify_fd,), daemon=True, name="notify"
             )
-            self.reader.start()
+            reader.start()
+            self.reader = reader
 
     def _read_notify(self, fd: int) -> None:
         """Read sd_notify datagrams until the socket is closed; READY=1 once."""
@@ -160,8 +162,8 @@ class BootHooks(Hooks):
                     return
                 if not data:
                     return
-                if b"READY=1" in data.split(b"\n") and not self.ready.is_set():
-                    self.ready.set()
+                if b"READY=1" in data.split(b"\n") and not self.ready:
+                    self.ready = True
                     _notify_parent(b"READY=1")
                     if self.on_ready is not None:
                         self.on_ready()
