@@ -156,7 +156,7 @@ def machine(boot_store: Path, request: pytest.FixtureRequest) -> Iterator[Machin
     m.log.close()
 
 
-@pytest.mark.hazard(82)
+@pytest.mark.hazard(82, 90)
 def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
     entry = machine.wait_registered()
     machine.wait_running()
@@ -186,7 +186,7 @@ def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
         "cat /run/host/container-manager; systemd-detect-virt -c || true; "
         "cat /etc/machine-id; findmnt -no OPTIONS /sys; findmnt -no FSTYPE,OPTIONS /sys/fs/cgroup;"
         " findmnt -no OPTIONS /proc/sys; test -s /run/host/os-release && echo host-os-release;"
-        " grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; echo $$",
+        " grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/self/status; ls /proc/self/fd",
     )
     assert probe.returncode == 0, probe.stderr
     out = probe.stdout.splitlines()
@@ -211,6 +211,10 @@ def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
         16,
     )
     assert bounding == caps.mask(caps.NSPAWN_DEFAULT) & ours
+    # A shell gets the machine's set, not the host root's, and no fd of ours (HAZARDS 90).
+    shell_bounding = next(x for x in out if x.startswith("CapBnd:")).split()[1]
+    assert int(shell_bounding, 16) == bounding, out
+    assert out[-4:] == ["0", "1", "2", "3"], out  # 3: ls's own directory fd
     for absent in ("SYS_MODULE", "SYS_RAWIO", "SYS_TIME", "MAC_ADMIN"):
         assert not bounding & (1 << caps.NUMBERS[absent])
     # The delegated cgroup: systemd made its tree in ours.
