@@ -215,6 +215,10 @@ def test_boot_running_list_shell_poweroff(machine: Machine) -> None:
     shell_bounding = next(x for x in out if x.startswith("CapBnd:")).split()[1]
     assert int(shell_bounding, 16) == bounding, out
     assert out[-4:] == ["0", "1", "2", "3"], out  # 3: ls's own directory fd
+    nobody = rootstrap(
+        "shell", f"nobody@{machine.name}", "sh", "-c", "id -u; grep CapEff /proc/self/status"
+    )
+    assert nobody.stdout.split() == ["65534", "CapEff:", "0000000000000000"], nobody
     for absent in ("SYS_MODULE", "SYS_RAWIO", "SYS_TIME", "MAC_ADMIN"):
         assert not bounding & (1 << caps.NUMBERS[absent])
     # The delegated cgroup: systemd made its tree in ours.

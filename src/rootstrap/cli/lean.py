@@ -368,12 +368,12 @@ systemd-sysv,dbus'. To log in at the console, give root a password first:
 """
 
 MACHINE_USAGE = """usage: rootstrap list [--json]
-       rootstrap shell NAME [CMD [ARG...]]
+       rootstrap shell [USER@]NAME [CMD [ARG...]]
        rootstrap poweroff NAME... | reboot NAME... | terminate NAME...
        rootstrap kill NAME... [--signal SIG] [--kill-whom leader|all]
 
-Running machines (machinectl's verbs). shell runs root's login shell, or CMD, inside the
-machine (a pty when on a terminal); poweroff sends SIGRTMIN+4 to its init, reboot SIGINT,
+Running machines (machinectl's verbs). shell runs USER's (root's) login shell, or CMD,
+inside the machine (a pty when on a terminal); poweroff sends SIGRTMIN+4 to its init, reboot SIGINT,
 terminate kills every process, kill sends SIG (default SIGTERM) to every process or the init.
 """
 
@@ -503,11 +503,16 @@ def shell_main(args: list[str]) -> int:
     from rootstrap.runner import registry
     from rootstrap.runner.enter import enter
 
-    machine = registry.get(args[0])
+    user, at, name = args[0].rpartition("@")
+    if not at:
+        user = "root"
+    elif not user:
+        raise UsageError("expected [USER@]NAME", subject=args[0])
+    machine = registry.get(name)
     command = args[1:]
     if command and command[0] == "--":
         command = command[1:]
-    return enter(machine, command, pty=os.isatty(0) and os.isatty(1))
+    return enter(machine, command, pty=os.isatty(0) and os.isatty(1), user=user)
 
 
 def machine_verb_main(verb: str, args: list[str]) -> int:

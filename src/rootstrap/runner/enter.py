@@ -52,9 +52,12 @@ def _open_pty() -> tuple[int, int]:
     return master, slave
 
 
-def _command(argv: list[str]) -> tuple[str, list[str], dict[str, str]]:
-    """(path, argv, env): ARGV, or root's login shell from the machine's /etc/passwd."""
-    _, _, name, home, shell = spawn._passwd("root")
+def _command(
+    argv: list[str], user: str
+) -> tuple[str, list[str], dict[str, str], tuple[int, int, str]]:
+    """(path, argv, env, (uid, gid, name)): ARGV, or USER's login shell, from the machine's
+    /etc/passwd."""
+    uid, gid, name, home, shell = spawn._passwd(user)
     env = {
         "PATH": spawn.DEFAULT_PATH,
         "HOME": home or "/root",
@@ -65,13 +68,14 @@ def _command(argv: list[str]) -> tuple[str, list[str], dict[str, str]]:
         "container": "rootstrap",
     }
     if argv:
-        return argv[0], argv, env
+        return argv[0], argv, env, (uid, gid, name)
     shell = shell or "/bin/sh"
-    return shell, ["-" + os.path.basename(shell)], env
+    return shell, ["-" + os.path.basename(shell)], env, (uid, gid, name)
 
 
-def enter(machine: Machine, argv: list[str], *, pty: bool) -> int:
-    """Run ARGV (or a login shell) inside MACHINE; returns its exit status.
+def enter(machine: Machine, argv: list[str], *, pty: bool, user: str = "root") -> int:
+    """Run ARGV (or USER's login shell) inside MACHINE as USER (a name or uid from the
+    machine's /etc/passwd); returns its exit status.
 
     PTY: a terminal of the machine's own relayed to ours (else our stdio is passed through).
     Raises RunnerError when the machine vanished or cannot be entered. Cost: two forks."""
@@ -106,7 +110,7 @@ def enter(machine: Machine, argv: list[str], *, pty: bool) -> int:
         if helper == 0:
             os.close(status_r)
             try:
-                _helper(fds, root, group, argv, pty, keep, denied, status_w)
+                _helper(fds, root, group, argv, user, pty, keep, denied, status_w)
             except BaseException as exc:
                 spawn._send(status_w, f"cannot enter the machine: {exc}")
                 os._exit(spawn.EXIT_SETUP)
@@ -136,6 +140,7 @@ def _helper(
     root: int,
     group: str,
     argv: list[str],
+    user: str,
     pty: bool,
     keep: frozenset[str],
     denied: set[str],
@@ -161,7 +166,9 @@ def _helper(
     master = slave = -1
     if pty:
         master, slave = _open_pty()
-    path, args, env = _command(argv)
+    path, args, env, (uid, gid, name) = _command(argv, user)
+    if slave >= 0 and uid != 0:
+        os.fchown(slave, uid, -1)  # the user's terminal, as login(1) would make it
     child = os.fork()  # the first process in the machine's pid namespace
     if child == 0:
         try:
@@ -176,7 +183,12 @@ def _helper(
             caps.drop_bounding(keep)
             if filt is not None:
                 filt.load()
-            caps.restrict(keep)
+            if uid != 0:
+                os.setgroups(spawn._groups(name, gid))
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)  # the kernel clears the capability sets
+            else:
+                caps.restrict(keep)
             try:
                 os.chdir(env["HOME"])
             except OSError:
