@@ -141,8 +141,12 @@ class Machine:
 
 
 def _host_mounts() -> list[str]:
+    """The host's mounts that a machine could have left: on or below an image, /run/host,
+    the cgroup, the registry (other sessions mount and unmount elsewhere meanwhile)."""
+    marks = (str(CACHE), "/run/host", "/run/rootstrap", "/sys/fs/cgroup", "/var/tmp")
     with open("/proc/self/mountinfo") as f:
-        return sorted(line.split(" - ")[0].split(" ", 4)[4] for line in f)
+        points = (line.split(" - ")[0].split(" ", 4)[4] for line in f)
+        return sorted(p for p in points if any(mark in p for mark in marks))
 
 
 @pytest.fixture
