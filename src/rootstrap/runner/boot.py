@@ -299,7 +299,14 @@ def boot(
         finally:
             if hooks.leader:
                 registry.unregister(machine, hooks.leader)
-            cgroup.remove(group)
+            import sys
+
+            failing = sys.exc_info()[0] is not None  # the error that ended the boot, if any
+            try:
+                cgroup.remove(group)
+            except RunnerError:
+                if not failing:
+                    raise  # else that error matters more than a busy cgroup
         # reboot(2) in a pid namespace kills its init with SIGHUP for a restart and SIGINT
         # for a power-off or halt (pid_namespaces(7)); systemd may also just exit.
         if code == 128 + signal.SIGHUP and hooks.stops == 0:
