@@ -78,6 +78,7 @@ class Options:
     extract_only: bool = False
     hostname: str | None = None
     recommends: bool = False
+    boot_ready: bool = False
     skip: frozenset[str] = frozenset()
     insecure: bool = False
     # Snapshot archives (snapshot.debian.org style): old keys, a passed Valid-Until.
@@ -214,7 +215,7 @@ def resolve(ctx: Context) -> None:
         ctx.archive.index,
         ctx.recipe,
         variant=opts.variant,
-        include=opts.include,
+        include=opts.include + (ctx.recipe.boot_packages if opts.boot_ready else ()),
         exclude=opts.exclude,
         recommends=opts.recommends,
         arch=ctx.arch,

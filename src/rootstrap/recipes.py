@@ -51,6 +51,9 @@ class Recipe:
     mirrors: dict[str, str] = field(default_factory=dict)
     prefer: dict[str, str] = field(default_factory=dict)
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What `bootstrap --boot-ready` adds: an init for `rootstrap boot` and the bus that
+    # machinectl-style `shell` and logind need (research/anchors.md §6.5, point 10).
+    boot_packages: tuple[str, ...] = ("systemd-sysv", "dbus")
     path: Path | None = None
     # True when SUITE was an alias: the Release's Codename picks the real recipe.
     alias: bool = False
@@ -93,6 +96,7 @@ def _parse(path: Path) -> Recipe:
     known = {
         "distribution", "codename", "suite", "version", "components", "pockets", "keyrings",
         "keyring-package", "merged-usr", "hostname", "mirrors", "prefer", "variants",
+        "boot-packages",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -112,6 +116,7 @@ def _parse(path: Path) -> Recipe:
         mirrors={str(k): str(v) for k, v in data.get("mirrors", {}).items()},
         prefer={str(k): str(v) for k, v in data.get("prefer", {}).items()},
         variants={str(k): tuple(v) for k, v in data.get("variants", {}).items()},
+        boot_packages=tuple(data.get("boot-packages", ("systemd-sysv", "dbus"))),
         path=path,
     )
 

@@ -107,3 +107,16 @@ def test_runs_under_systemd_nspawn(store: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("bash\t")
+
+
+def test_boot_ready_adds_an_init_and_dbus(store: Path) -> None:
+    rootstrap(
+        "--store", str(store), "--cache-dir", str(CACHE.parent),
+        "bootstrap", "bookworm", "bootable", "--variant", "minbase", "--boot-ready",
+    )  # fmt: skip
+    root = store / "bootable"
+    assert (root / "sbin/init").exists()
+    status = inside(root, "dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n",
+                    "systemd-sysv", "dbus")  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert sorted(status.stdout.split("\n")[:2]) == ["dbus ii ", "systemd-sysv ii "]

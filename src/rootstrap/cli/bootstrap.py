@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         extract_only: Annotated[bool, typer.Option("--extract-only")] = False,
         hostname: Annotated[str | None, typer.Option()] = None,
         recommends: Annotated[bool, typer.Option("--recommends")] = False,
+        boot_ready: Annotated[
+            bool, typer.Option("--boot-ready", help="add an init and dbus for 'rootstrap boot'")
+        ] = False,
         skip: Annotated[list[str] | None, typer.Option(help="phases to skip, a,b")] = None,
         insecure: Annotated[bool, typer.Option("--insecure", help="UNSIGNED archives")] = False,
         allow_expired_keys: Annotated[
@@ -70,6 +73,7 @@ def register(app: typer.Typer) -> None:
             extract_only=extract_only,
             hostname=hostname,
             recommends=recommends,
+            boot_ready=boot_ready,
             skip=frozenset(_split(skip)),
             insecure=insecure,
             allow_expired_keys=allow_expired_keys,
