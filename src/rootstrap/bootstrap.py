@@ -305,8 +305,9 @@ def extract(ctx: Context) -> None:
     from rootstrap.fetch import DebCache
 
     # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
-    with DebCache(ctx.cache_dir).using():
-        lists = extract_many(ctx.downloads.in_order(packages), root, Policy(max_bytes=budget))
+    with DebCache(ctx.cache_dir).using(), _deferred_signals():
+        debs = _interruptible(ctx.downloads.in_order(packages))
+        lists = extract_many(debs, root, Policy(max_bytes=budget))
     ctx.debs = ctx.downloads.result()
     for path in (ctx.debs[p.name] for p in packages):
         control = open_deb(path).control()
@@ -570,11 +571,60 @@ PHASE_NAMES = tuple(name for name, _ in PHASES)
 FIRST_STAGE = frozenset({"check", "release", "indexes", "resolve", "download", "extract", "commit"})
 
 
+class _Deferral:
+    """While ``active``, a SIGINT/SIGTERM is kept in ``pending`` instead of raised at once.
+
+    An exception raised by a signal handler lands wherever the main thread is; inside
+    ProcessPoolExecutor (a half-started manager thread, a condition wait) it left the
+    extractor deadlocked or its shutdown failing with a traceback (HAZARDS 66). So the
+    extractor runs deferred, and the signal is raised where its feed asks for the next .deb
+    (see _interruptible): there the extractor unwinds and shuts its pool down cleanly."""
+
+    active = False
+    pending: int | None = None
+
+    def raise_pending(self) -> None:
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+_DEFER = _Deferral()
+
+
+def _interruptible(paths: Iterator[Path]) -> Iterator[Path]:
+    """PATHS for extract_many, run with signals deferred: a pending signal is raised before
+    each .deb, and signals are taken at once while waiting for a download (a safe point)."""
+    while True:
+        _DEFER.raise_pending()
+        _DEFER.active = False
+        try:
+            path = next(paths)
+        except StopIteration:
+            return
+        finally:
+            _DEFER.active = True
+        yield path
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    _DEFER.active, _DEFER.pending = True, None
+    try:
+        yield
+    finally:
+        _DEFER.active = False
+    _DEFER.raise_pending()  # one that came after the last .deb was handed over
+
+
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
     """Turn SIGTERM (and SIGINT) into an exception so the cleanup stack runs (HAZARDS 66)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if _DEFER.active:  # inside the extractor's process pool: raised at its next safe point
+            _DEFER.pending = signum
+            return
         raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
