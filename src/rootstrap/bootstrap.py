@@ -235,6 +235,7 @@ def download(ctx: Context) -> None:
     assert ctx.http is not None and ctx.archive is not None
     mirrors = [ctx.archive.mirror, *(m for m in ctx.mirrors if m != ctx.archive.mirror)]
     ctx.downloads = Background(ctx.http, _planned(ctx), mirrors, DebCache(ctx.cache_dir))
+    ctx.on_exit(ctx.downloads.stop)  # a no-op once they are all done
 
 
 def _new_root(ctx: Context) -> Path:

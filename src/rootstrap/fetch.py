@@ -196,6 +196,7 @@ def fetch_all(
     workers: int = 8,
     on_ready: Callable[[Package, Path], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Path]:
     """Make every package's verified .deb available in CACHE; return {package name: path}.
 
@@ -205,7 +206,8 @@ def fetch_all(
     downloads. PROGRESS(bytes done, bytes total) is called from a worker after each package.
     The first failure stops the rest (in-flight downloads at their next chunk, keeping their
     prefix for a resume) and is raised: DownloadError, IntegrityError or ResourceError, each
-    naming the URL or file; Interrupted on Ctrl-C. Holds the cache's shared lock meanwhile.
+    naming the URL or file; Interrupted on Ctrl-C, or when another thread sets STOP. Holds the
+    cache's shared lock meanwhile.
     Cost: one hash per cached file; downloads are hashed while they stream.
     """
     if not mirrors:
@@ -233,7 +235,7 @@ def fetch_all(
 
         results: dict[str, Path] = {}
         lock = threading.Lock()
-        stop = threading.Event()
+        stop = stop or threading.Event()
         done = [0]
 
         def one(pkg: Package) -> None:
@@ -335,6 +337,7 @@ class Background:
         self._done = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
+        self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(http, packages, mirrors, cache), daemon=True
         )
@@ -344,7 +347,7 @@ class Background:
         self, http: Http, packages: Sequence[Package], mirrors: Sequence[str], cache: DebCache
     ) -> None:
         try:
-            fetch_all(http, packages, mirrors, cache, on_ready=self._one)
+            fetch_all(http, packages, mirrors, cache, on_ready=self._one, stop=self._stop)
         except BaseException as exc:  # handed to the consumer, never lost on this thread
             self._error = exc
         finally:
@@ -369,6 +372,13 @@ class Background:
     def in_order(self, packages: Sequence[Package]) -> Iterator[Path]:
         for package in packages:
             yield self.wait(package.name)
+
+    def stop(self) -> None:
+        """Stop the downloads in flight (at their next chunk) and wait for the thread: the
+        caller was interrupted or failed, and its download threads must not outlive it (they
+        are not daemons: the interpreter would wait for them at exit)."""
+        self._stop.set()
+        self._thread.join()
 
     def result(self) -> dict[str, Path]:
         """Every .deb, once all are verified; raises the download's error."""
