@@ -435,7 +435,10 @@ def test_signal_cleans_up(mirror: Mirror, tmp_path: Path, phase: str, sig: signa
             wait_for(_phase_reached(phase, store, "sig", server), 300, phase)
             children = descendants(proc.pid)
             proc.send_signal(sig)
+            signalled = time.monotonic()
             _, stderr = proc.communicate(timeout=120)
+            # Promptly: not after the crawling downloads or a running package have finished.
+            assert time.monotonic() - signalled < 30
         finally:
             if proc.poll() is None:
                 proc.kill()
