@@ -657,9 +657,11 @@ def run(
                 except OSError as exc:
                     raise _os_error(exc, name) from exc
                 except (UnpackError, DebError) as exc:
-                    # The extractor's workers report ENOSPC as text (their exceptions cross a
-                    # process boundary without their cause): name it as the disk-full it is.
-                    if os.strerror(errno.ENOSPC) not in exc.message or ctx.root is None:
+                    # The extractor's ENOSPC, as its cause (or, from older workers, its text):
+                    # name it as the disk-full it is.
+                    cause = exc.__cause__
+                    full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+                    if not (full or os.strerror(errno.ENOSPC) in exc.message) or ctx.root is None:
                         raise
                     hidden = ctx.root.name.startswith(".#")  # name the store, not the temp tree
                     where = ctx.root.parent if hidden else ctx.root
