@@ -20,23 +20,19 @@ hidden ``.#NAME.xxxx`` entry that ``rootstrap clean`` removes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import platform
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
-from rootstrap import recipes
+from rootstrap import interrupts, recipes, rootfiles
 from rootstrap.errors import (
     DebError,
-    Interrupted,
     ResourceError,
     RootstrapError,
     UnpackError,
@@ -306,8 +302,8 @@ def extract(ctx: Context) -> None:
     from rootstrap.fetch import DebCache
 
     # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
-    with DebCache(ctx.cache_dir).using(), _deferred_signals():
-        debs = _interruptible(ctx.downloads.in_order(packages))
+    with DebCache(ctx.cache_dir).using(), interrupts.deferred_signals():
+        debs = interrupts.interruptible(ctx.downloads.in_order(packages))
         lists = extract_many(debs, root, Policy(max_bytes=budget))
     ctx.debs = ctx.downloads.result()
     for path in (ctx.debs[p.name] for p in packages):
@@ -323,9 +319,9 @@ def prepare(ctx: Context) -> None:
     root = ctx.need_root()
     write_database(root, ctx.arch, ctx.unpacked)
     for sub, mode in (("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700), ("run", 0o755)):
-        _make_dir(root, sub, mode)
-    _write_file(root, "etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
-    _write_file(root, "etc/hostname", f"{_hostname(ctx)}\n")
+        rootfiles.make_dir(root, sub, mode)
+    rootfiles.write_file(root, "etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
+    rootfiles.write_file(root, "etc/hostname", f"{_hostname(ctx)}\n")
     ctx.guards = configure.install_guards(root)
     ctx.on_exit(lambda: configure.restore_guards(ctx.guards))
 
@@ -388,8 +384,8 @@ def customize(ctx: Context) -> None:
     assert ctx.recipe is not None and ctx.archive is not None
     root = ctx.need_root()
     hostname = _hostname(ctx)
-    _write_file(root, "etc/hostname", f"{hostname}\n")
-    _write_file(
+    rootfiles.write_file(root, "etc/hostname", f"{hostname}\n")
+    rootfiles.write_file(
         root,
         "etc/hosts",
         f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n"
@@ -397,12 +393,12 @@ def customize(ctx: Context) -> None:
         "ff02::2\t\tip6-allrouters\n",
     )
     # An empty machine-id: systemd (or our runner's container_uuid) fills it on first boot.
-    _write_file(root, "etc/machine-id", "")
+    rootfiles.write_file(root, "etc/machine-id", "")
     # resolv.conf: the runner provides one at run time; the image keeps none of the host's.
     resolv = root / "etc/resolv.conf"
     if resolv.is_symlink():
         resolv.unlink()
-    _write_file(root, "etc/resolv.conf", "")
+    rootfiles.write_file(root, "etc/resolv.conf", "")
     if (root / "usr/bin/apt-get").exists() or (root / "usr/bin/apt").exists():
         _write_sources(ctx, root)
 
@@ -416,8 +412,8 @@ def _write_sources(ctx: Context, root: Path) -> None:
     text = f"Types: deb\nURIs: {ctx.archive.mirror}\nSuites: {suites}\nComponents: {components}\n"
     if keyring is not None:
         text += f"Signed-By: {keyring}\n"
-    _make_dir(root, "etc/apt/sources.list.d")
-    _write_file(root, f"etc/apt/sources.list.d/{recipe.distribution}.sources", text)
+    rootfiles.make_dir(root, "etc/apt/sources.list.d")
+    rootfiles.write_file(root, f"etc/apt/sources.list.d/{recipe.distribution}.sources", text)
     sources_list = root / "etc/apt/sources.list"
     if sources_list.is_symlink():
         sources_list.unlink()
@@ -443,8 +439,8 @@ def _image_keyring(ctx: Context, root: Path) -> str | None:
     if not used:
         return None
     target = f"/etc/apt/keyrings/{ctx.recipe.distribution}-archive-keyring.gpg"
-    _make_dir(root, "etc/apt/keyrings")
-    _write_bytes(root, target, b"".join(k.read_bytes() for k in used))
+    rootfiles.make_dir(root, "etc/apt/keyrings")
+    rootfiles.write_bytes(root, target, b"".join(k.read_bytes() for k in used))
     return target
 
 
@@ -459,40 +455,10 @@ def cleanup(ctx: Context) -> None:
         "var/cache/apt/*.bin", "var/cache/debconf/*-old", "var/lib/dpkg/*-old",
         "var/log/dpkg.log", "var/log/alternatives.log", "var/cache/ldconfig/aux-cache",
     ):  # fmt: skip
-        _remove_in_root(root, pattern)
+        rootfiles.remove_in_root(root, pattern)
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
-        _clamp_mtimes(root, int(epoch))
-
-
-def _remove_in_root(root: Path, pattern: str) -> None:
-    """Remove the files ROOT/PATTERN names (a glob in its last component), never through a
-    directory symlink a package planted: var/log -> /var/log must not cost the host its logs
-    (HAZARDS 63)."""
-    import fnmatch
-
-    from rootstrap.configure import _in_root
-    from rootstrap.errors import ConfigureError
-
-    try:
-        directory = _in_root(root, pattern).parent  # every parent checked: no symlink
-        names = os.listdir(directory)
-    except (ConfigureError, FileNotFoundError, NotADirectoryError):
-        return
-    for name in fnmatch.filter(names, Path(pattern).name):
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(directory / name)  # unlink never follows the last component
-
-
-def _clamp_mtimes(root: Path, epoch: int) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if st.st_mtime > epoch:
-                os.utime(path, (epoch, epoch), follow_symlinks=False)
-    if os.lstat(root).st_mtime > epoch:
-        os.utime(root, (epoch, epoch))
+        rootfiles.clamp_mtimes(root, int(epoch))
 
 
 def commit(ctx: Context) -> None:
@@ -513,40 +479,6 @@ def commit(ctx: Context) -> None:
             origin["mirror"] = ctx.archive.mirror
             origin["date"] = str(ctx.archive.release.date)
         ctx.result = ctx.new_image.publish(origin=origin)
-
-
-def _make_dir(root: Path, relpath: str, mode: int | None = None) -> None:
-    """``mkdir -p ROOT/RELPATH`` (and chmod MODE) following no symlink a package planted:
-    a chmod through ``tmp -> /etc`` would change the host (HAZARDS 63)."""
-    from rootstrap.configure import _in_root
-    from rootstrap.errors import ConfigureError
-
-    path = _in_root(root, relpath)  # no symlink on the way (but the merged-/usr links)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o755 if mode is None else mode)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:  # a symlink or a file where a directory belongs
-        found = f"a symlink to {os.readlink(path)}" if path.is_symlink() else exc.strerror
-        raise ConfigureError(
-            f"expected a directory, found {found}; it is not followed", subject=f"/{relpath}"
-        ) from exc
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-
-
-def _write_file(root: Path, relpath: str, text: str, mode: int = 0o644) -> None:
-    _write_bytes(root, relpath, text.encode(), mode)
-
-
-def _write_bytes(root: Path, relpath: str, data: bytes, mode: int = 0o644) -> None:
-    from rootstrap.configure import _in_root, _replace_file
-
-    _replace_file(_in_root(root, relpath), data, mode)
 
 
 # --------------------------------------------------------------------------- the story
@@ -572,70 +504,6 @@ PHASE_NAMES = tuple(name for name, _ in PHASES)
 FIRST_STAGE = frozenset({"check", "release", "indexes", "resolve", "download", "extract", "commit"})
 
 
-class _Deferral:
-    """While ``active``, a SIGINT/SIGTERM is kept in ``pending`` instead of raised at once.
-
-    An exception raised by a signal handler lands wherever the main thread is; inside
-    ProcessPoolExecutor (a half-started manager thread, a condition wait) it left the
-    extractor deadlocked or its shutdown failing with a traceback (HAZARDS 66). So the
-    extractor runs deferred, and the signal is raised where its feed asks for the next .deb
-    (see _interruptible): there the extractor unwinds and shuts its pool down cleanly."""
-
-    active = False
-    pending: int | None = None
-
-    def raise_pending(self) -> None:
-        if self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
-
-
-_DEFER = _Deferral()
-
-
-def _interruptible(paths: Iterator[Path]) -> Iterator[Path]:
-    """PATHS for extract_many, run with signals deferred: a pending signal is raised before
-    each .deb, and signals are taken at once while waiting for a download (a safe point)."""
-    while True:
-        _DEFER.raise_pending()
-        _DEFER.active = False
-        try:
-            path = next(paths)
-        except StopIteration:
-            return
-        finally:
-            _DEFER.active = True
-        yield path
-
-
-@contextlib.contextmanager
-def _deferred_signals() -> Iterator[None]:
-    _DEFER.active, _DEFER.pending = True, None
-    try:
-        yield
-    finally:
-        _DEFER.active = False
-    _DEFER.raise_pending()  # one that came after the last .deb was handed over
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into an exception so the cleanup stack runs (HAZARDS 66)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if _DEFER.active:  # inside the extractor's process pool: raised at its next safe point
-            _DEFER.pending = signum
-            return
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def run(
     options: Options,
     *,
@@ -648,7 +516,7 @@ def run(
     if unknown:
         raise UsageError(f"no phase named {unknown[0]!r}", hint=f"phases: {', '.join(PHASE_NAMES)}")
     ctx = Context(options=options, store=store, cache_dir=cache_dir)
-    with _signals_raise():
+    with interrupts.signals_raise():
         try:
             for name, phase in selected_phases(options):
                 started = time.monotonic()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rootstrap.errors import ConfigureError, Interrupted
+from rootstrap.rootfiles import in_root, replace_file
 from rootstrap.runner import Hooks
 
 ENV = {
@@ -113,30 +114,10 @@ def _preinst(step: Step) -> str:
     return "preinst " + " ".join(map(shlex.quote, words))
 
 
-def _in_root(root: Path, path: str) -> Path:
-    """ROOT/PATH after checking no component is a symlink (HAZARDS 63: planted links)."""
-    current = root
-    for part in Path(path.lstrip("/")).parts[:-1]:
-        current = current / part
-        if current.is_symlink() and str(current.relative_to(root)) not in ("bin", "sbin", "lib"):
-            raise ConfigureError("refusing to write through a symlink", subject=str(current))
-    return root / path.lstrip("/")
-
-
-def _replace_file(target: Path, data: bytes, mode: int) -> None:
-    """Write TARGET anew: a symlink planted there is replaced, never followed."""
-    tmp = target.with_name(f".{target.name}.rootstrap-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, target)
-
-
 def install_guards(root: Path) -> list[tuple[Path, Path | None]]:
     """Put policy-rc.d and a start-stop-daemon stub in place; return what restore() undoes."""
     undo: list[tuple[Path, Path | None]] = []
-    policy = _in_root(root, "/usr/sbin/policy-rc.d")
+    policy = in_root(root, "/usr/sbin/policy-rc.d")
     if policy.exists() or policy.is_symlink():
         saved = policy.with_name("policy-rc.d.rootstrap-saved")
         os.replace(policy, saved)
@@ -144,12 +125,12 @@ def install_guards(root: Path) -> list[tuple[Path, Path | None]]:
     else:
         undo.append((policy, None))
     policy.parent.mkdir(parents=True, exist_ok=True)
-    _replace_file(policy, POLICY_RC_D, 0o755)
-    ssd = _in_root(root, "/usr/sbin/start-stop-daemon")
+    replace_file(policy, POLICY_RC_D, 0o755)
+    ssd = in_root(root, "/usr/sbin/start-stop-daemon")
     if ssd.exists() and not ssd.is_symlink():
         real = ssd.with_name("start-stop-daemon.REAL")
         os.replace(ssd, real)
-        _replace_file(ssd, SSD_STUB, 0o755)
+        replace_file(ssd, SSD_STUB, 0o755)
         undo.append((ssd, real))
     return undo
 

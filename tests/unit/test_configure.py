@@ -16,14 +16,13 @@ from rootstrap.configure import (
     POLICY_RC_D,
     SSD_STUB,
     Step,
-    _in_root,
-    _replace_file,
     failure,
     install_guards,
     restore_guards,
     script,
 )
 from rootstrap.errors import ConfigureError
+from rootstrap.rootfiles import in_root, replace_file
 
 # What dpkg prints when a postinst fails (src/main/errors.c, src/main/script.c), then goes on.
 DPKG_POSTINST_FAILED = """\
@@ -197,12 +196,12 @@ def test_writes_replace_a_planted_symlink_and_never_follow_one(root: Path, tmp_p
     host = tmp_path / "host-hostname"
     host.write_text("host\n")
     os.symlink(host, root / "etc/hostname")
-    _replace_file(_in_root(root, "etc/hostname"), b"image\n", 0o644)
+    replace_file(in_root(root, "etc/hostname"), b"image\n", 0o644)
     assert (root / "etc/hostname").read_text() == "image\n"
     assert not (root / "etc/hostname").is_symlink()
     assert host.read_text() == "host\n"
     # A symlinked directory on the way is refused (bin/sbin/lib, the merged-/usr links, pass).
     os.symlink(tmp_path, root / "etc/apt")
     with pytest.raises(ConfigureError, match="symlink"):
-        _in_root(root, "etc/apt/sources.list")
-    assert _in_root(root, "/sbin/policy-rc.d") == root / "sbin/policy-rc.d"
+        in_root(root, "etc/apt/sources.list")
+    assert in_root(root, "/sbin/policy-rc.d") == root / "sbin/policy-rc.d"
