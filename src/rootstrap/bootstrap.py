@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from rootstrap.archive import Archive
     from rootstrap.archive.http import Http
     from rootstrap.archive.packages import Package
+    from rootstrap.configure import Step
     from rootstrap.dpkgdb import Unpacked
     from rootstrap.fetch import Background
     from rootstrap.resolve import Plan
@@ -331,7 +332,7 @@ def _hostname(ctx: Context) -> str:
     return ctx.options.hostname or ctx.options.name or ctx.recipe.hostname
 
 
-def _steps(ctx: Context, essential: bool) -> list[configure_Step]:
+def _steps(ctx: Context, essential: bool) -> list[Step]:
     from rootstrap.configure import Step
 
     assert ctx.plan is not None
@@ -349,10 +350,6 @@ def _steps(ctx: Context, essential: bool) -> list[configure_Step]:
             )
         )
     return [s for s in steps if s.essential == essential]
-
-
-if TYPE_CHECKING:
-    from rootstrap.configure import Step as configure_Step
 
 
 def _names(relation: str) -> Iterator[str]:
