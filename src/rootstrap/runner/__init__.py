@@ -14,13 +14,17 @@ Standard library only (plus rootstrap.errors and rootstrap.imagelock).
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Mapping, Sequence
-from pathlib import Path  # imagelock imports it anyway
 
 from rootstrap.errors import RunnerError, UsageError
 from rootstrap.imagelock import lock_image
 from rootstrap.runner import caps, linux, seccomp, spawn
+
+TYPE_CHECKING = False  # mypy reads signal's stubs; at run time the C module serves
+if TYPE_CHECKING:
+    import signal
+else:  # signal.py imports enum (~8 ms of `run`'s start-up); _signal has what we use
+    import _signal as signal
 
 CONSOLE_MODES = ("interactive", "read-only", "passive", "pipe")
 
@@ -272,7 +276,7 @@ def run(spec: RunSpec) -> int:
             # A writable run excludes every other user; read-only and ephemeral runs share
             # (HAZARDS 99, 100). The fd is the directory itself, so a rename cannot swap
             # the tree under us (105), and the lock dies with us (104).
-            lock = lock_image(Path(spec.root), exclusive=not (spec.read_only or spec.ephemeral))
+            lock = lock_image(spec.root, exclusive=not (spec.read_only or spec.ephemeral))
             root_fd = lock.fd
         else:
             try:
