@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from rootstrap.archive.http import Http
     from rootstrap.archive.packages import Package
     from rootstrap.configure import Step
+    from rootstrap.deb import Control
     from rootstrap.dpkgdb import Unpacked
     from rootstrap.fetch import Background
     from rootstrap.resolve import Plan
@@ -303,12 +304,21 @@ def extract(ctx: Context) -> None:
     from rootstrap.fetch import DebCache
 
     # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
+    controls: dict[Path, Control] = {}
+
+    def read_controls(paths: Iterator[Path]) -> Iterator[Path]:
+        # Each control member is read as its .deb is handed to the extractor, while the
+        # workers decompress data.tar: off the critical path, not in a pass after it.
+        for path in paths:
+            controls[path] = open_deb(path).control()
+            yield path
+
     with DebCache(ctx.cache_dir).using(), interrupts.deferred_signals():
-        debs = interrupts.interruptible(ctx.downloads.in_order(packages))
+        debs = interrupts.interruptible(read_controls(ctx.downloads.in_order(packages)))
         lists = extract_many(debs, root, Policy(max_bytes=budget))
     ctx.debs = ctx.downloads.result()
     for path in (ctx.debs[p.name] for p in packages):
-        control = open_deb(path).control()
+        control = controls[path]
         ctx.unpacked.append(Unpacked(control.fields, control.members, lists[path]))
 
 
