@@ -12,8 +12,10 @@ from rootstrap.errors import UsageError
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
-    """Comma lists, repeatable: ``--include a,b --include c``."""
-    return tuple(v for value in values or () for v in value.split(",") if v)
+    """Comma lists, repeatable: ``--include a,b --include c`` (the resolver's own parser)."""
+    from rootstrap.resolve import split_names
+
+    return tuple(split_names(values or []))
 
 
 def register(app: typer.Typer) -> None:
