@@ -114,3 +114,21 @@ def sh(root: Path, script: str, *options: str) -> subprocess.CompletedProcess[st
 
 def lines(text: str) -> Sequence[str]:
     return [line for line in text.splitlines() if line]
+
+
+# What a container's /dev holds (nspawn's minimal set; HAZARDS 85).
+MIN_DEV = {
+    "fd",
+    "full",
+    "null",
+    "ptmx",
+    "pts",
+    "random",
+    "shm",
+    "stderr",
+    "stdin",
+    "stdout",
+    "tty",
+    "urandom",
+    "zero",
+}

@@ -10,23 +10,7 @@ import pytest
 from rootstrap.errors import RunnerError
 from rootstrap.runner import Bind, RunSpec, run
 from tests.conftest import tree_digest
-from tests.ns.conftest import lines, rootstrap, sh
-
-MIN_DEV = {
-    "fd",
-    "full",
-    "null",
-    "ptmx",
-    "pts",
-    "random",
-    "shm",
-    "stderr",
-    "stdin",
-    "stdout",
-    "tty",
-    "urandom",
-    "zero",
-}
+from tests.ns.conftest import MIN_DEV, lines, rootstrap, sh
 
 
 def test_done_when_pid_hostname_and_minimal_dev(bb_root: Path) -> None:

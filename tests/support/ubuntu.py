@@ -47,6 +47,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -94,25 +95,27 @@ def _lib(name: str) -> str:
     return f"usr/lib/x86_64-linux-gnu/{name}"
 
 
+_BASE_FILES = DebSpec(
+    "base-files",
+    "13ubuntu10",
+    essential=True,
+    priority="required",
+    section="admin",
+    maintainer=MAINTAINER,
+    files={
+        "usr/lib/os-release": _OS_RELEASE.encode(),
+        "etc/lsb-release": _LSB_RELEASE.encode(),
+        "etc/debian_version": b"trixie/sid\n",
+    },
+    symlinks={"etc/os-release": "../usr/lib/os-release"},
+    conffiles=("/etc/lsb-release", "/etc/debian_version"),
+    multi_arch="foreign",
+)
+
 #: The synthetic noble: small, fast, and shaped like Ubuntu's minbase closure.
 UBUNTU_PACKAGES: Mapping[str, tuple[DebSpec, ...]] = {
     "main": (
-        DebSpec(
-            "base-files",
-            "13ubuntu10",
-            essential=True,
-            priority="required",
-            section="admin",
-            maintainer=MAINTAINER,
-            files={
-                "usr/lib/os-release": _OS_RELEASE.encode(),
-                "etc/lsb-release": _LSB_RELEASE.encode(),
-                "etc/debian_version": b"trixie/sid\n",
-            },
-            symlinks={"etc/os-release": "../usr/lib/os-release"},
-            conffiles=("/etc/lsb-release", "/etc/debian_version"),
-            multi_arch="foreign",
-        ),
+        _BASE_FILES,
         DebSpec(
             "libc6",
             "2.39-0ubuntu8",
@@ -262,24 +265,7 @@ UBUNTU_UPDATES: Mapping[str, tuple[DebSpec, ...]] = {
     )
 }
 UBUNTU_SECURITY: Mapping[str, tuple[DebSpec, ...]] = {
-    "main": (
-        DebSpec(
-            "base-files",
-            "13ubuntu10.1",
-            essential=True,
-            priority="required",
-            section="admin",
-            maintainer=MAINTAINER,
-            files={
-                "usr/lib/os-release": _OS_RELEASE.encode(),
-                "etc/lsb-release": _LSB_RELEASE.encode(),
-                "etc/debian_version": b"trixie/sid\n",
-            },
-            symlinks={"etc/os-release": "../usr/lib/os-release"},
-            conffiles=("/etc/lsb-release", "/etc/debian_version"),
-            multi_arch="foreign",
-        ),
-    )
+    "main": (replace(_BASE_FILES, version="13ubuntu10.1"),)
 }
 
 #: Index Priority that differs from the control file's (Launchpad overrides).
