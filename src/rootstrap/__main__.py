@@ -12,7 +12,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 # Verbs served by rootstrap.cli.lean (argparse only); every other verb goes through typer.
-LEAN_VERBS = frozenset({"run", "boot", "shell", "list", "poweroff", "reboot", "terminate", "kill"})
+LEAN_VERBS = frozenset(
+    {"run", "boot", "shell", "list", "poweroff", "reboot", "terminate", "kill"}
+    | {"start", "stop", "login", "status", "enable", "disable", "show"}
+)
 # list-images (issue 7: 0.2 s with 50 images) is also served without typer, by cli/listing.py.
 _LEAN_MODULES = {"list-images": "listing"}
 # Global options that take a value, so the verb can be found behind them.

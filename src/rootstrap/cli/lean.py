@@ -383,30 +383,58 @@ terminate kills every process, kill sends SIG (default SIGTERM) to every process
 """
 
 
-def boot_main(args: list[str], store: str) -> int:
-    """``rootstrap boot``: the image's init as PID 1 (runner/boot.py)."""
+class BootPlan:
+    """What ``boot`` and ``start`` hand to runner/boot.py: the spec, the machine name, the
+    init's arguments and the network choice."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        machine: str,
+        init_args: list[str],
+        network_veth: bool,
+        network_bridge: str | None,
+    ) -> None:
+        self.spec = spec
+        self.machine = machine
+        self.init_args = init_args
+        self.network_veth = network_veth
+        self.network_bridge = network_bridge
+
+
+def boot_plan(args: list[str], store: str, verb: str = "boot") -> BootPlan | None:
+    """Parse ``boot``'s arguments (also ``start``'s, one image each) into a BootPlan;
+    None after printing the help."""
     options, name, command = _split_run(args)
     if "-h" in options or "--help" in options:
         print(BOOT_USAGE, end="")
-        return 0
+        return None
     ns = _parse_run_options(options)
     if (name is None) == (ns.directory is None):
         raise UsageError(
-            "name an image or give -D DIR (not both)", hint="rootstrap boot (NAME | -D DIR)"
+            "name an image or give -D DIR (not both)", hint=f"rootstrap {verb} (NAME | -D DIR)"
         )
     if ns.user is not None or ns.as_pid2:
-        raise UsageError("--user and --as-pid2 do not apply to boot")
+        raise UsageError(f"--user and --as-pid2 do not apply to {verb}")
     spec, machine = _spec(ns, name, ["/sbin/init"], store, boot=True)
     if not _valid_name(machine):
         raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
+    return BootPlan(spec, machine, command, ns.network_veth, ns.network_bridge)
+
+
+def boot_main(args: list[str], store: str) -> int:
+    """``rootstrap boot``: the image's init as PID 1 (runner/boot.py)."""
+    plan = boot_plan(args, store)
+    if plan is None:
+        return 0
     from rootstrap.runner.boot import boot
 
     return boot(
-        spec,
-        machine,
-        init_args=command,
-        network_veth=ns.network_veth,
-        network_bridge=ns.network_bridge,
+        plan.spec,
+        plan.machine,
+        init_args=plan.init_args,
+        network_veth=plan.network_veth,
+        network_bridge=plan.network_bridge,
     )
 
 
@@ -618,6 +646,18 @@ def main(argv: list[str]) -> int:
             return shell_main(rest)
         if verb in ("poweroff", "reboot", "terminate", "kill"):
             return machine_verb_main(verb, rest)
+        if verb in ("start", "stop", "login", "status"):
+            from rootstrap.cli import service
+
+            return service.main(verb, rest, store)
+        if verb in ("enable", "disable"):
+            from rootstrap.cli import units
+
+            return units.main(verb, rest, store)
+        if verb == "show":
+            from rootstrap.cli import show
+
+            return show.main(rest, store)
         raise UsageError(
             f"'{verb}' is not implemented yet", hint="rootstrap run (NAME | -D DIR) CMD"
         )

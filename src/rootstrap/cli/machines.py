@@ -18,6 +18,13 @@ VERBS = {
     "reboot": "Reboot a running machine.",
     "terminate": "Kill every process of a running machine at once.",
     "kill": "Send a signal to a running machine's processes.",
+    "start": "Boot machines in the background, the console to a log.",
+    "stop": "Power machines off and wait until they are gone.",
+    "login": "Attach to a background machine's console (Ctrl-] x3 detaches).",
+    "status": "A machine's state, leader, OS, addresses and last console lines.",
+    "enable": "Start a machine at host boot (a rootstrap@NAME.service unit).",
+    "disable": "No longer start a machine at host boot.",
+    "show": "The effective settings of a machine (.nspawn files and options).",
 }
 
 
