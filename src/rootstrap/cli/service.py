@@ -1,9 +1,604 @@
-"""Placeholder: being written (issue 10)."""
+"""Machines as services: ``start``, ``stop``, ``login`` and ``status``.
+
+``start NAME...`` boots each image the way ``boot`` does, but in a supervisor detached from
+the terminal (its own session, reparented to init) with ``--console=service``: the console
+goes to /var/log/rootstrap/NAME.log and to ``rootstrap login NAME``. It returns once every
+machine reported READY=1 (systemd's startup finished), as ``systemctl start`` does for a
+Type=notify unit, or fails with the console's last lines when one dies or times out; a
+machine that failed to start is stopped, so nothing is left behind.
+
+``stop NAME...`` asks each init to power off (SIGRTMIN+4, machinectl poweroff) and waits
+until its supervisor has cleaned up; past the timeout the machine is killed and the stop
+reported as failed. ``status`` is machinectl status's summary plus the console log's tail.
+
+Lean like cli/lean.py: no typer, errors through its boundary.
+"""
 
 from __future__ import annotations
 
-from rootstrap.errors import UsageError
+import os
+import sys
+import time
+
+from rootstrap.errors import RootstrapError, RunnerError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rootstrap.cli.lean import BootPlan
+    from rootstrap.runner.registry import Machine
+
+LOG_DIR = "/var/log/rootstrap"
+START_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec
+STOP_TIMEOUT = 90.0  # and DefaultTimeoutStopSec
+
+START_USAGE = """usage: rootstrap start NAME... [BOOT-OPTIONS] [--timeout SECS] [--no-block]
+       rootstrap stop NAME... [--timeout SECS] [--no-block]
+       rootstrap login NAME
+       rootstrap status NAME... [-n LINES] [--json]
+
+start boots each image in the background, with boot's options (see 'rootstrap boot --help'),
+the console to /var/log/rootstrap/NAME.log; it returns when every machine is up (READY=1
+from its init), or fails after --timeout seconds (default 90). --no-block returns once the
+machines are registered. stop powers them off and waits (default 90 s, then kills).
+login attaches to a machine's console (Ctrl-] three times within 1s detaches; the machine
+keeps running). status shows the state, leader, OS, addresses and last console lines.
+"""
 
 
-def main(*args: object) -> int:
-    raise UsageError("not implemented yet")
+def log_path(machine: str) -> str:
+    return os.path.join(LOG_DIR, f"{machine}.log")
+
+
+def _seconds(value: str, option: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UsageError(f"{option} takes a number of seconds", subject=value)
+    return seconds
+
+
+def _take_options(
+    args: list[str], valued: tuple[str, ...], flags: tuple[str, ...]
+) -> tuple[dict[str, str], list[str]]:
+    """Pull this verb's own options out of ARGS (before any ``--``); the rest stays in order."""
+    mine: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        key, eq, value = arg.partition("=")
+        if key in valued:
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"{key} needs a value")
+                value = args[i]
+            mine[key] = value
+        elif arg in flags:
+            mine[arg] = ""
+        else:
+            rest.append(arg)
+        i += 1
+    return mine, rest
+
+
+# ----------------------------------------------------------------------------- start
+
+
+def start_main(args: list[str], store: str) -> int:
+    """``rootstrap start NAME... [boot options]``."""
+    from rootstrap.cli import lean
+
+    if any(a in ("-h", "--help") for a in args):
+        print(START_USAGE, end="")
+        return 0
+    own, rest = _take_options(args, ("--timeout",), ("--no-block",))
+    timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else START_TIMEOUT
+    options, names, init_args = _split_names(rest)
+    if not names and not any(
+        o in ("-D", "--directory") or o.startswith("--directory=") for o in options
+    ):
+        raise UsageError("start needs an image name", hint="rootstrap start NAME...")
+    if len(names) > 1 and any(
+        o in ("-M", "--machine") or o.startswith("--machine=") for o in options
+    ):
+        raise UsageError("-M names one machine: start one image with it")
+    tail = ["--", *init_args] if init_args else []
+    plans = [
+        lean.boot_plan([*options, *([n] if n else []), *tail], store, "start")
+        for n in names or [""]
+    ]
+    ready: list[BootPlan] = [p for p in plans if p is not None]
+    seen: set[str] = set()
+    from rootstrap.runner import registry
+
+    for plan in ready:
+        if plan.machine in seen:
+            raise UsageError("the same machine twice", subject=plan.machine)
+        seen.add(plan.machine)
+        if registry.lookup(plan.machine) is not None:
+            raise RunnerError(
+                "a machine of this name is running",
+                subject=plan.machine,
+                hint=f"'rootstrap status {plan.machine}'",
+            )
+        plan.spec.console = "service"
+    os.makedirs(LOG_DIR, mode=0o750, exist_ok=True)
+    started = [_Starting(plan) for plan in ready]
+    failed = 0
+    for job in started:
+        try:
+            job.wait(timeout, block="--no-block" not in own)
+        except RootstrapError as exc:
+            from rootstrap.cli import report
+
+            failed = failed or exc.exit_code
+            report(exc, debug=False)
+    return failed
+
+
+def _split_names(args: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(options, image names, init args) for ``start``: names are the bare words; boot's
+    valued options keep their values."""
+    from rootstrap.cli.lean import _VALUED
+
+    options: list[str] = []
+    names: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return options, names, args[i + 1 :]
+        if arg.startswith("-") and arg != "-":
+            options.append(arg)
+            if "=" not in arg and arg in _VALUED and i + 1 < len(args):
+                options.append(args[i + 1])
+                i += 1
+        else:
+            names.append(arg)
+        i += 1
+    return options, names, []
+
+
+class _Starting:
+    """One machine being started: a detached supervisor and the pipe it reports on."""
+
+    def __init__(self, plan: BootPlan) -> None:
+        self.plan = plan
+        self.machine = plan.machine
+        self.log = log_path(plan.machine)
+        self.supervisor = 0
+        read, write = os.pipe2(os.O_CLOEXEC)
+        middle = os.fork()
+        if middle == 0:  # pragma: no cover - runs in the child, its exit status is checked
+            os.close(read)
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    _supervise(plan, write, self.log)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        os.close(write)
+        os.waitpid(middle, 0)
+        self.read = read
+
+    def wait(self, timeout: float, block: bool) -> None:
+        """Until READY=1 (not BLOCKing: until it is registered); RunnerError otherwise."""
+        import select
+
+        from rootstrap.runner import registry
+
+        deadline = time.monotonic() + timeout
+        buf = b""
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._timed_out(timeout)
+                # Not blocking, poll the registry for the entry the boot makes.
+                ready, _, _ = select.select(
+                    [self.read], [], [], min(left, 0.02 if not block else left)
+                )
+                if not ready:
+                    if not block and registry.lookup(self.machine) is not None:
+                        return
+                    continue
+                chunk = os.read(self.read, 4096)
+                buf += chunk
+                if buf.startswith(b"P") and b"\n" in buf:
+                    line, _, buf = buf.partition(b"\n")
+                    self.supervisor = int(line[1:])
+                if b"R" in buf:
+                    return
+                if not chunk or b"E" in buf or b"X" in buf:
+                    self._failed(buf)
+        finally:
+            os.close(self.read)
+
+    def _failed(self, report: bytes) -> None:
+        text = report.decode(errors="replace")
+        message, hint = "it exited before it was up", None
+        if "E" in text:
+            body = text[text.index("E") + 1 :]
+            message, _, hint = body.partition("\n")
+        elif "X" in text:
+            code = text[text.index("X") + 1 :].strip()
+            message = f"its init exited (status {code}) before it was up"
+        raise RunnerError(
+            message,
+            subject=self.machine,
+            hint=hint or f"its console: {self.log}" + _tail_hint(self.log),
+        )
+
+    def _timed_out(self, timeout: float) -> None:
+        _kill_and_wait(self.machine, self.supervisor)
+        raise RunnerError(
+            f"not up within {timeout:g} s (no READY=1 from its init): stopped",
+            subject=self.machine,
+            hint=f"its console: {self.log}; --timeout SECS waits longer, --no-block not at all",
+        )
+
+
+def _tail_hint(path: str) -> str:
+    lines = tail(path, 3)
+    return "".join(f"\n  | {line}" for line in lines)
+
+
+def _supervise(plan: BootPlan, report: int, log: str) -> None:  # pragma: no cover - child
+    """The detached supervisor: stdio to the log, boot, say how it went on REPORT, exit."""
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        if os.path.exists(log):
+            os.replace(log, log + ".1")  # the previous run's console stays one start longer
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(null)
+        os.close(out)
+        os.write(report, b"P%d\n" % os.getpid())
+        os.write(1, f"-- rootstrap start {plan.machine}: {time.ctime()} --\n".encode())
+        from rootstrap.runner.boot import boot
+
+        code = boot(
+            plan.spec,
+            plan.machine,
+            init_args=plan.init_args,
+            network_veth=plan.network_veth,
+            network_bridge=plan.network_bridge,
+            on_ready=lambda: _say(report, b"R"),
+            fields={"log": log, "background": True},
+        )
+        _say(report, b"X%d" % code)
+    except RootstrapError as exc:
+        code = exc.exit_code
+        print(f"error: {exc}", file=sys.stderr)
+        _say(report, f"E{exc}\n{exc.hint or ''}".encode())
+    except BaseException as exc:
+        import traceback
+
+        traceback.print_exc()
+        _say(report, f"E{type(exc).__name__}: {exc}\n".encode())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _say(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass  # the starter is gone (timed out or interrupted): nobody to tell
+
+
+def _pidfd(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, ValueError):
+        return -1
+
+
+def _wait_gone(pidfds: list[int], deadline: float) -> bool:
+    """Until every process behind PIDFDS has exited (True) or DEADLINE passes (False)."""
+    import select
+
+    waiting = [fd for fd in pidfds if fd >= 0]
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready, _, _ = select.select(waiting, [], [], left)
+        waiting = [fd for fd in waiting if fd not in ready]
+    return True
+
+
+def _kill_and_wait(machine: str, supervisor: int, grace: float = 10.0) -> None:
+    """Kill MACHINE now (its init, so its supervisor cleans up as after any exit) and wait for
+    the supervisor; a supervisor still there after GRACE is killed too (PDEATHSIG then takes
+    the machine down; the next boot of the name clears what is left)."""
+    import signal
+
+    from rootstrap.runner import registry
+
+    watch = _pidfd(supervisor) if supervisor else -1
+    try:
+        entry = registry.lookup(machine)
+        if entry is not None:
+            _signal(entry.leader, signal.SIGKILL)
+        elif supervisor:
+            for _ in range(2):  # boot's second stop signal kills, whatever the init's state
+                _signal(supervisor, signal.SIGTERM)
+        if not _wait_gone([watch], time.monotonic() + grace) and supervisor:
+            _signal(supervisor, signal.SIGKILL)
+            _wait_gone([watch], time.monotonic() + grace)
+    finally:
+        if watch >= 0:
+            os.close(watch)
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
+
+
+# ------------------------------------------------------------------------------ stop
+
+
+def stop_main(args: list[str]) -> int:
+    """``rootstrap stop NAME...``: power off, wait for the supervisors to clean up."""
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(START_USAGE, end="")
+        return 0 if args else 2
+    own, names = _take_options(args, ("--timeout",), ("--no-block",))
+    timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else STOP_TIMEOUT
+    for name in names:
+        if name.startswith("-"):
+            raise UsageError(f"unknown option {name}", hint="see 'rootstrap stop --help'")
+    if not names:
+        raise UsageError("stop needs a machine name", hint="rootstrap stop NAME...")
+    from rootstrap.runner import registry
+    from rootstrap.runner.boot import POWEROFF
+
+    machines = [registry.get(name) for name in names]  # all found, or nothing is sent
+    watches = [(m, _pidfd(int(m.get("rootstrap") or 0)), _pidfd(m.leader)) for m in machines]
+    try:
+        for m, _, _ in watches:
+            _signal(m.leader, POWEROFF)
+        if "--no-block" in own:
+            return 0
+        deadline = time.monotonic() + timeout
+        late = [m for m, sup, lead in watches if not _wait_gone([sup, lead], deadline)]
+    finally:
+        for _, sup, lead in watches:
+            for fd in (sup, lead):
+                if fd >= 0:
+                    os.close(fd)
+    for m in late:
+        _kill_and_wait(m.name, int(m.get("rootstrap") or 0))
+    if late:
+        names_late = ", ".join(m.name for m in late)
+        raise RunnerError(
+            f"did not power off within {timeout:g} s: killed",
+            subject=names_late,
+            hint="--timeout SECS waits longer; its console log may say why",
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------- login
+
+
+def login_main(args: list[str]) -> int:
+    """``rootstrap login NAME``: attach to a machine's console."""
+    if len(args) != 1 or args[0].startswith("-"):
+        if args and args[0] in ("-h", "--help"):
+            print(START_USAGE, end="")
+            return 0
+        raise UsageError("login takes one machine name", hint="rootstrap login NAME")
+    from rootstrap.runner import consoleserver, registry
+
+    machine = registry.get(args[0])
+    path = machine.get("console")
+    if not path:
+        raise RunnerError(
+            "its console is on the terminal that booted it",
+            subject=machine.name,
+            hint=f"'rootstrap shell {machine.name}' opens a shell; "
+            "machines started with 'rootstrap start' have a console to log in to",
+        )
+    return consoleserver.attach(machine.name, str(path))
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def tail(path: str, lines: int) -> list[str]:
+    """The last LINES lines of the console log PATH, terminal escapes and CRs removed."""
+    if lines <= 0:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            data = f.read()
+    except OSError:
+        return []
+    import re
+
+    text = data.decode("utf-8", errors="replace")
+    text = re.sub(
+        r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]", "", text
+    )
+    # A CR without its LF rewrote the line on the terminal: keep what was left showing.
+    out = [line.rstrip("\r").split("\r")[-1].rstrip() for line in text.split("\n")]
+    out = [line for line in out if line.strip()]
+    return out[-lines:]
+
+
+def _ago(then: float) -> str:
+    seconds = max(0, int(time.time() - then))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}min {seconds}s ago"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}min ago"
+    return f"{hours // 24} days ago"
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def _running(m: Machine, lines: int) -> dict[str, object]:
+    from rootstrap.cli.lean import _addresses
+    from rootstrap.runner import cgroup
+
+    group = m.get("cgroup")
+    tasks = len(cgroup.procs(str(group))) if group else None
+    log = m.get("log")
+    return {
+        "name": m.name,
+        "state": "running" if m.get("ready") else "starting",
+        "since": m.get("started"),
+        "ready": m.get("ready"),
+        "leader": m.leader,
+        "leader_comm": _comm(m.leader),
+        "supervisor": m.get("rootstrap"),
+        "root": m.get("root"),
+        "os": m.get("pretty_name") or m.get("os") or None,
+        "private_network": bool(m.get("private_network")),
+        "addresses": _addresses(m.leader) if m.get("private_network") else [],
+        "tasks": tasks,
+        "log": log,
+        "console": m.get("console"),
+        "console_lines": tail(str(log), lines) if log else [],
+    }
+
+
+def _stopped(name: str, store: str, lines: int) -> dict[str, object] | None:
+    from rootstrap.cli.lean import _valid_name
+
+    root = os.path.join(store, name)
+    log = log_path(name)
+    if not (_valid_name(name) and (os.path.lexists(root) or os.path.exists(log))):
+        return None
+    return {
+        "name": name,
+        "state": "stopped",
+        "root": root if os.path.lexists(root) else None,
+        "log": log if os.path.exists(log) else None,
+        "console_lines": tail(log, lines),
+    }
+
+
+def _print_status(info: dict[str, object]) -> None:
+    rows: list[tuple[str, object]] = []
+    if info["state"] != "stopped":
+        since = float(info["since"] or 0)  # type: ignore[arg-type]
+        stamp = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(since))
+        rows += [
+            ("Since", f"{stamp}; {_ago(since)}"),
+            ("Leader", f"{info['leader']} ({info['leader_comm']})"),
+            ("Supervisor", info["supervisor"]),
+            ("Root", info["root"]),
+            ("OS", info["os"]),
+            ("Network", "private" if info["private_network"] else "host"),
+        ]
+        addresses = info["addresses"]
+        if addresses:
+            rows.append(("Address", ", ".join(addresses)))  # type: ignore[arg-type]
+        if info["tasks"] is not None:
+            rows.append(("Tasks", info["tasks"]))
+        if info["console"]:
+            rows.append(("Console", f"{info['log']} ('rootstrap login {info['name']}')"))
+        else:
+            rows.append(("Console", "on the terminal that booted it"))
+    else:
+        rows += [("Root", info["root"] or "-"), ("Log", info["log"] or "-")]
+    print(f"{info['name']} ({info['state']})")
+    for key, value in rows:
+        if value is not None:
+            print(f"{key:>11}: {value}")
+    console = info["console_lines"]
+    if console:
+        print()
+        for line in console:  # type: ignore[attr-defined]
+            print(f"  {line}")
+
+
+def status_main(args: list[str], store: str) -> int:
+    """``rootstrap status NAME...``: 0 when all run, 3 when one is stopped (as systemctl)."""
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(START_USAGE, end="")
+        return 0 if args else 2
+    own, names = _take_options(args, ("-n", "--lines"), ("--json",))
+    raw_lines = own.get("--lines", own.get("-n", "10"))
+    if not raw_lines.isdigit():
+        raise UsageError("--lines takes a number", subject=raw_lines)
+    lines = int(raw_lines)
+    for name in names:
+        if name.startswith("-"):
+            raise UsageError(f"unknown option {name}", hint="see 'rootstrap status --help'")
+    if not names:
+        raise UsageError("status needs a machine name", hint="rootstrap status NAME...")
+    from rootstrap.runner import registry
+
+    found: list[dict[str, object]] = []
+    for name in names:
+        written = registry.entry(name)
+        live = registry.lookup(name)
+        if live is not None:
+            found.append(_running(live, lines))
+            continue
+        if written is not None:
+            print(
+                f"warning: {name}: its registry entry was stale (leader PID {written.leader} "
+                "is gone: its supervisor was killed); removed",
+                file=sys.stderr,
+            )
+        info = _stopped(name, store, lines)
+        if info is None:
+            raise RunnerError(
+                "no such machine or image",
+                subject=name,
+                hint="'rootstrap list' shows the running ones",
+            )
+        found.append(info)
+    if "--json" in own:
+        import json
+
+        print(json.dumps(found, indent=2))
+    else:
+        for i, info in enumerate(found):
+            if i:
+                print()
+            _print_status(info)
+    return 3 if any(info["state"] == "stopped" for info in found) else 0
+
+
+def main(verb: str, args: list[str], store: str) -> int:
+    if verb == "start":
+        return start_main(args, store)
+    if verb == "stop":
+        return stop_main(args)
+    if verb == "login":
+        return login_main(args)
+    return status_main(args, store)

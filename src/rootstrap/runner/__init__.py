@@ -14,7 +14,7 @@ Standard library only (plus rootstrap.errors and rootstrap.imagelock).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rootstrap.errors import RunnerError, UsageError
 from rootstrap.imagelock import lock_image
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 else:  # signal.py imports enum (~8 ms of `run`'s start-up); _signal has what we use
     import _signal as signal
 
-CONSOLE_MODES = ("interactive", "read-only", "passive", "pipe")
+CONSOLE_MODES = ("interactive", "read-only", "passive", "pipe", "service")
 
 __all__ = ["CONSOLE_MODES", "Bind", "Hooks", "RunSpec", "run"]
 
@@ -52,6 +52,15 @@ class Hooks:
     def escaped(self, pid: int) -> None:
         """Ctrl-] pressed three times within a second on an interactive console."""
         os.kill(pid, signal.SIGKILL)
+
+    def console(
+        self, master: int, mode: str, pidfd: int, escape: Callable[[], None] | None
+    ) -> None:
+        """Relay the console pty MASTER until the container behind PIDFD is gone (boot
+        serves ``service`` mode itself; here it is ``read-only``)."""
+        from rootstrap.runner.console import relay
+
+        relay(master, "read-only" if mode == "service" else mode, pidfd, escape=escape)
 
 
 class Bind:
@@ -443,14 +452,12 @@ def _supervise(plan: spawn.Plan, root: str, hooks: Hooks | None = None) -> int:
                     os.write(go_w, b"2")  # pid 1 may exec now: registering is not its business
                     (hooks or Hooks()).started(pid1, notify)
         if master >= 0 and error is None:
-            from rootstrap.runner.console import relay
-
             pidfd = os.pidfd_open(first)
             try:
                 escape = None
                 if hooks is not None:
                     escape = lambda: hooks.escaped(pid1)  # noqa: E731
-                relay(master, plan.console, pidfd, escape=escape)
+                (hooks or Hooks()).console(master, plan.console, pidfd, escape)
             finally:
                 os.close(pidfd)
     except BaseException:

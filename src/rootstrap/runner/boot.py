@@ -27,10 +27,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rootstrap.errors import RunnerError
 from rootstrap.runner import Hooks, RunSpec, caps, cgroup, registry, run
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 SIGRTMIN = signal.SIGRTMIN.value
 HALT = SIGRTMIN + 3  # systemd: halt.target; what nspawn sends to stop a booted machine
@@ -132,6 +136,17 @@ class BootHooks(Hooks):
         self.reader: object = None
         self.veth = False
         self.bridge: str | None = None
+        self.listener: socket.socket | None = None  # --console=service
+
+    def console(
+        self, master: int, mode: str, pidfd: int, escape: Callable[[], None] | None
+    ) -> None:
+        if mode == "service" and self.listener is not None:
+            from rootstrap.runner import consoleserver
+
+            consoleserver.serve(master, pidfd, self.listener)
+        else:
+            super().console(master, mode, pidfd, escape)
 
     def prepare(self, pid: int) -> None:
         if self.veth:
@@ -165,6 +180,10 @@ class BootHooks(Hooks):
                 if b"READY=1" in data.split(b"\n") and not self.ready:
                     self.ready = True
                     _notify_parent(b"READY=1")
+                    try:
+                        registry.update(self.machine, self.leader, {"ready": time.time()})
+                    except OSError:
+                        pass  # only `status` reads it
                     if self.on_ready is not None:
                         self.on_ready()
         finally:
@@ -205,6 +224,7 @@ def boot(
     on_ready: Callable[[], None] | None = None,
     network_veth: bool = False,
     network_bridge: str | None = None,
+    fields: Mapping[str, object] | None = None,
 ) -> int:
     """Boot SPEC.root's /sbin/init as machine MACHINE; blocks until it powers off.
 
@@ -215,7 +235,9 @@ def boot(
     exit status (128+N when killed by signal N). Raises RunnerError for an image without
     os-release (HAZARDS 98) or init, or a machine name already running. NETWORK_VETH: a
     private network with a veth pair to the host (runner/netns.py); NETWORK_BRIDGE: the same,
-    its host end on that bridge."""
+    its host end on that bridge. FIELDS: more for the registry entry (start: the log file).
+    SPEC.console "service": the console goes to our stdout and to ``rootstrap login``
+    through runner/consoleserver.py."""
     network_veth = network_veth or network_bridge is not None
     if network_veth:
         spec.private_network = True
@@ -242,7 +264,8 @@ def boot(
         **{f"container_host_{k.lower()}": v for k, v in host.items() if k in ("ID", "VERSION_ID")},
         **spec.env,
     }
-    fields: dict[str, object] = {
+    entry: dict[str, object] = {
+        **(fields or {}),
         "name": machine,
         "class": "container",
         "service": "rootstrap",
@@ -256,6 +279,47 @@ def boot(
         "private_users": list(spec.private_users) if spec.private_users else None,
         "rootstrap": os.getpid(),
     }
+    listener = None
+    if spec.console == "service":
+        from rootstrap.runner import consoleserver
+
+        listener = consoleserver.listen(machine)
+        entry["console"] = listener.getsockname()
+    try:
+        return _boot_loop(
+            spec,
+            machine,
+            entry,
+            keep,
+            env,
+            init_args,
+            on_ready,
+            listener,
+            network_veth,
+            network_bridge,
+        )
+    finally:
+        if listener is not None:
+            try:
+                os.unlink(listener.getsockname())
+            except OSError:
+                pass
+            listener.close()
+
+
+def _boot_loop(
+    spec: RunSpec,
+    machine: str,
+    fields: dict[str, object],
+    keep: frozenset[str],
+    env: dict[str, str],
+    init_args: Sequence[str],
+    on_ready: Callable[[], None] | None,
+    listener: socket.socket | None,
+    network_veth: bool,
+    network_bridge: str | None,
+) -> int:
+    """Boot until the machine powers off or halts: a reboot boots it again."""
     code = 0
     while True:
         owner = spec.private_users[0] if spec.private_users else None
@@ -264,6 +328,7 @@ def boot(
         hooks = BootHooks(machine, fields, on_ready)
         hooks.veth = network_veth
         hooks.bridge = network_bridge
+        hooks.listener = listener
         boot_spec = RunSpec(
             spec.root,
             [INIT, *init_args],

@@ -93,6 +93,21 @@ def register(fields: Mapping[str, Any], root: str = ROOT) -> Machine:
         os.unlink(tmp)
 
 
+def update(name: str, leader: int, changes: Mapping[str, Any], root: str = ROOT) -> None:
+    """Add CHANGES to NAME's entry if it is still the one LEADER registered (atomically:
+    written aside, then renamed over it)."""
+    import json
+
+    path = _path(name, root)
+    entry = _read(path)
+    if entry is None or entry.leader != leader:
+        return
+    tmp = os.path.join(root, f".#{name}.{os.getpid()}.update")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({**entry.fields, **changes}, f, sort_keys=True)
+    os.rename(tmp, path)
+
+
 def unregister(name: str, leader: int, root: str = ROOT) -> None:
     """Remove NAME's entry if it is still the one LEADER registered."""
     path = _path(name, root)
@@ -112,6 +127,11 @@ def _read(path: str) -> Machine | None:
             return Machine(json.load(f))
     except (OSError, ValueError):
         return None
+
+
+def entry(name: str, root: str = ROOT) -> Machine | None:
+    """NAME's entry as written, live or stale (``status`` tells a stale one apart)."""
+    return _read(_path(name, root))
 
 
 def lookup(name: str, root: str = ROOT) -> Machine | None:
