@@ -119,23 +119,54 @@ def _systemctl() -> str:
 
 
 def _run(argv: list[str], *, what: str, hint: str | None = None) -> None:
-    """Run systemctl; its messages (``Created symlink ...``) go to our stderr. A failure is
-    a clean error naming the command to rerun."""
+    """Run systemctl; on success its messages (``Created symlink ...``) go to our stderr. A
+    failure is a clean error quoting systemctl's reason and the command."""
     try:
         done = subprocess.run(
             argv, env=_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
         )
     except OSError as exc:
         raise RootstrapError(f"cannot run systemctl: {exc.strerror}", subject=argv[0]) from exc
-    sys.stderr.write(done.stdout + done.stderr)
-    if done.returncode != 0:
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {done.returncode}"
-        raise RootstrapError(
-            f"{what} failed: {reason}",
-            subject=" ".join(argv[1:]),
-            hint=hint or f"rerun '{' '.join(argv)}' to see why",
-        )
+    if done.returncode == 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        return
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    failed = [line for line in lines if line.startswith(("Failed", "Unit ", "System "))]
+    reason = (failed or lines or [f"exit status {done.returncode}"])[-1]
+    raise RootstrapError(reason, subject=what, hint=hint or f"the command was '{' '.join(argv)}'")
+
+
+def _snapshot(unit_dir: str) -> dict[str, str | None]:
+    """Every directory (None) and symlink (its target) under UNIT_DIR: what systemctl
+    enable/disable change, so a failed run can be undone. Cost: a walk of a small tree."""
+    seen: dict[str, str | None] = {}
+    for dirpath, dirnames, filenames in os.walk(unit_dir):
+        seen[dirpath] = None
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                seen[path] = os.readlink(path)
+    return seen
+
+
+def _restore(unit_dir: str, before: dict[str, str | None]) -> None:
+    """Undo what systemctl changed under UNIT_DIR since BEFORE (a half-done enable links
+    some units and not others). Best effort."""
+    after = _snapshot(unit_dir)
+    for path in sorted(set(after) - set(before), reverse=True):  # children before parents
+        try:
+            if after[path] is None:
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+    for path, target in before.items():
+        if target is not None and path not in after:
+            try:
+                os.symlink(target, path)
+            except OSError:
+                pass
 
 
 class _Files:
@@ -189,8 +220,9 @@ class _Files:
             except OSError:
                 pass
             raise RootstrapError(f"cannot write: {exc.strerror}", subject=path) from exc
+        # Undone newest first: the file, then the directories made for it, deepest first.
+        self.undo.extend((d, None) for d in reversed(made))
         self.undo.append((path, old))
-        self.undo.extend((d, None) for d in made)
         return True
 
     def remove(self, path: str) -> None:
@@ -287,6 +319,7 @@ def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bo
     unit_dir = os.path.join(base, UNIT_DIR)
     files = _Files()
     units = [unitfile.instance(name) for name in names]
+    links = _snapshot(unit_dir)
     try:
         files.write(os.path.join(unit_dir, unitfile.TEMPLATE), unitfile.render(command))
         for unit in units:
@@ -300,13 +333,14 @@ def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bo
         # multi-user.target pulls in at boot, and it is not enabled on every host).
         _run([*prefix, "enable", *units, "machines.target"], what="systemctl enable")
     except BaseException:
+        _restore(unit_dir, links)
         files.rollback()
         raise
     if now:
         first = units[0]
         _run(
             [systemctl, "start", *units],
-            what="enabled, but systemctl start",
+            what="systemctl start (the machines are enabled)",
             hint=f"see 'journalctl -u {first}' and 'systemctl status {first}'",
         )
 
@@ -321,10 +355,16 @@ def disable(names: Sequence[str], *, root: str | None = None, now: bool = False)
     systemctl = _systemctl()
     prefix = [systemctl] if root is None else [systemctl, f"--root={root}"]
     flags = ["--now"] if now else []
-    _run(
-        [*prefix, "disable", *flags, *(unitfile.instance(n) for n in names)],
-        what="systemctl disable",
-    )
+    unit_dir = os.path.join(root or "/", UNIT_DIR)
+    links = _snapshot(unit_dir)
+    try:
+        _run(
+            [*prefix, "disable", *flags, *(unitfile.instance(n) for n in names)],
+            what="systemctl disable",
+        )
+    except BaseException:
+        _restore(unit_dir, links)
+        raise
 
 
 def main(verb: str, args: list[str], store: str) -> int:

@@ -1,0 +1,359 @@
+"""rootstrap enable/disable: the unit systemd accepts, the offline install with real systemctl,
+and the clean refusal on a host without systemd as PID 1 (issue 10).
+
+systemd is not PID 1 on the test machines, but its tools are: ``systemd-analyze verify``
+loads our unit (and its drop-ins) as the manager would and reports every key it cannot
+parse, and ``systemctl --root`` creates and removes the links for real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rootstrap import unitfile
+from rootstrap.cli import units
+from tests.conftest import tree_digest
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+SYSTEMCTL = shutil.which("systemctl")
+HOST_UNITS = Path("/lib/systemd/system")
+needs_systemd_tools = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None or SYSTEMCTL is None, reason="systemd's tools are not installed"
+)
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (writes unit links)")
+
+
+def rootstrap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rootstrap", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def verify(unit: Path) -> tuple[int, str]:
+    """systemd-analyze verify UNIT: its exit status and every line it printed."""
+    assert SYSTEMD_ANALYZE is not None
+    done = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"},
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def our_lines(output: str) -> list[str]:
+    """Lines of verify's output about our units (it may also talk about the host's)."""
+    return [line for line in output.splitlines() if "rootstrap" in line]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A store holding images 'deb' and 'two' (empty directories suffice: enable looks for
+    the image, it does not boot it)."""
+    store = tmp_path / "store"
+    for name in ("deb", "two"):
+        (store / name).mkdir(parents=True)
+    return store
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An offline system root with systemd's machines.target (what --root links into)."""
+    root = tmp_path / "root"
+    vendor = root / "usr/lib/systemd/system"
+    vendor.mkdir(parents=True)
+    for unit in ("machines.target", "multi-user.target"):
+        if not (HOST_UNITS / unit).exists():
+            pytest.skip(f"the host has no {unit}")
+        shutil.copy(HOST_UNITS / unit, vendor / unit)
+    return root
+
+
+# ---- the unit systemd accepts ----
+
+
+@needs_systemd_tools
+def test_template_verifies_clean(tmp_path: Path) -> None:
+    (tmp_path / unitfile.TEMPLATE).write_text(unitfile.render(unitfile.executable()))
+    code, output = verify(tmp_path / unitfile.instance("deb"))
+    assert code == 0, output
+    assert our_lines(output) == []
+
+
+@needs_systemd_tools
+def test_verify_catches_a_bad_key(tmp_path: Path) -> None:
+    """The checker above is live: a key systemd cannot parse is reported."""
+    text = unitfile.render(unitfile.executable()).replace("KillMode=mixed", "KillMode=mixd")
+    (tmp_path / unitfile.TEMPLATE).write_text(text)
+    _, output = verify(tmp_path / unitfile.instance("deb"))
+    assert any("kill mode" in line for line in our_lines(output)), output
+
+
+@needs_systemd_tools
+def test_unit_settings() -> None:
+    """What the unit must say (issue 10): systemd-nspawn@.service's service settings, with
+    our boot as ExecStart."""
+    command = unitfile.executable()
+    assert os.path.isabs(command[0]) and os.access(command[0], os.X_OK)
+    settings = [
+        line
+        for line in unitfile.render(command).splitlines()
+        if line and not line.startswith("#")
+    ]
+    for wanted in (
+        "PartOf=machines.target",
+        "Before=machines.target",
+        "After=network.target",
+        "RequiresMountsFor=/var/lib/machines/%i",
+        "Type=notify",
+        "NotifyAccess=main",
+        "KillMode=mixed",
+        "KillSignal=SIGTERM",
+        "Delegate=yes",
+        "Slice=machine.slice",
+        "TasksMax=16384",
+        "WantedBy=machines.target",
+        f"ExecStart={command[0]} boot --console=service %i",
+    ):
+        assert wanted in settings
+    assert any(line.startswith("TimeoutStopSec=") for line in settings)
+
+
+@needs_systemd_tools
+def test_odd_store_path_verifies(tmp_path: Path) -> None:
+    """A store path with a blank, % and $ is quoted and escaped, not split or expanded."""
+    store = "/srv/my store/100%$HOME"
+    (tmp_path / unitfile.TEMPLATE).write_text(unitfile.render(unitfile.executable()))
+    dropins = tmp_path / f"{unitfile.instance('deb')}.d"
+    dropins.mkdir()
+    text = unitfile.render_dropin(store, unitfile.executable())
+    (dropins / unitfile.DROPIN).write_text(text)
+    assert '"/srv/my store/100%%$$HOME"' in text
+    assert 'RequiresMountsFor="/srv/my store/100%%$HOME/%i"' in text
+    code, output = verify(tmp_path / unitfile.instance("deb"))
+    assert code == 0, output
+    assert our_lines(output) == []
+    # ...and the drop-in is really read by that verification:
+    (dropins / unitfile.DROPIN).write_text(text + "Bogus=1\n")
+    _, output = verify(tmp_path / unitfile.instance("deb"))
+    assert any("Bogus" in line for line in our_lines(output)), output
+
+
+def test_control_character_in_store_is_refused() -> None:
+    from rootstrap.errors import UsageError
+
+    with pytest.raises(UsageError, match="control character"):
+        unitfile.render_dropin("/srv/a\nExecStartPre=/bin/evil", ["/usr/bin/rootstrap"])
+
+
+# ---- --root: the real install path, offline ----
+
+
+@needs_systemd_tools
+@needs_root
+def test_enable_disable_root_end_to_end(store: Path, root: Path) -> None:
+    units_dir = root / "etc/systemd/system"
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb", "two")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+    command = unitfile.executable()
+    template = units_dir / unitfile.TEMPLATE
+    assert template.read_text() == unitfile.render(command)
+    assert template.stat().st_mode & 0o777 == 0o644
+    for name in ("deb", "two"):
+        link = units_dir / "machines.target.wants" / unitfile.instance(name)
+        assert os.readlink(link) == f"/etc/systemd/system/{unitfile.TEMPLATE}"
+        dropin = units_dir / f"{unitfile.instance(name)}.d" / unitfile.DROPIN
+        assert dropin.read_text() == unitfile.render_dropin(str(store), command)
+        assert f"--store {store} boot --console=service %i" in dropin.read_text()
+        # What was installed, drop-in included, is what systemd accepts:
+        code, output = verify(units_dir / unitfile.instance(name))
+        assert code == 0, output
+        assert our_lines(output) == []
+    # machinectl enables machines.target with the machine:
+    assert (units_dir / "multi-user.target.wants/machines.target").is_symlink()
+    assert not list(units_dir.glob(".#*")), "a temporary file was left behind"
+
+    # A second enable changes nothing.
+    before = tree_digest(root)
+    mtime = template.stat().st_mtime_ns
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb")
+    assert done.returncode == 0, done.stderr
+    assert tree_digest(root) == before
+    assert template.stat().st_mtime_ns == mtime
+
+    done = rootstrap("--store", str(store), "disable", "--root", str(root), "deb")
+    assert done.returncode == 0, done.stderr
+    assert not (units_dir / "machines.target.wants" / unitfile.instance("deb")).is_symlink()
+    assert (units_dir / "machines.target.wants" / unitfile.instance("two")).is_symlink()
+    assert template.exists(), "disable keeps the template, as machinectl keeps nspawn's"
+
+    # An image that is gone can still be disabled (its link is all that is left of it).
+    shutil.rmtree(store / "two")
+    done = rootstrap("--store", str(store), "disable", "--root", str(root), "two")
+    assert done.returncode == 0, done.stderr
+    assert not (units_dir / "machines.target.wants" / unitfile.instance("two")).is_symlink()
+
+
+@needs_systemd_tools
+@needs_root
+def test_default_store_needs_no_dropin(store: Path, root: Path) -> None:
+    """Enabling from the default store removes a stale store drop-in of ours, so the
+    template's own ExecStart applies again."""
+    units_dir = root / "etc/systemd/system"
+    assert rootstrap("--store", str(store), "enable", "--root", str(root), "deb").returncode == 0
+    dropin = units_dir / f"{unitfile.instance('deb')}.d" / unitfile.DROPIN
+    assert dropin.exists()
+    units.enable(["deb"], unitfile.DEFAULT_STORE, root=str(root))  # images checked by main()
+    assert not dropin.exists()
+    assert not dropin.parent.exists()
+    assert (units_dir / "machines.target.wants" / unitfile.instance("deb")).is_symlink()
+
+
+@needs_systemd_tools
+@needs_root
+def test_stale_template_is_replaced(store: Path, root: Path) -> None:
+    units_dir = root / "etc/systemd/system"
+    units_dir.mkdir(parents=True)
+    template = units_dir / unitfile.TEMPLATE
+    template.write_text(unitfile.MARK + "\n[Service]\nExecStart=/old/rootstrap boot %i\n")
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb")
+    assert done.returncode == 0, done.stderr
+    assert template.read_text() == unitfile.render(unitfile.executable())
+
+
+@needs_systemd_tools
+@needs_root
+def test_foreign_template_is_left_alone(store: Path, root: Path) -> None:
+    """A rootstrap@.service the admin wrote is not overwritten, and nothing is linked."""
+    units_dir = root / "etc/systemd/system"
+    units_dir.mkdir(parents=True)
+    (units_dir / unitfile.TEMPLATE).write_text("[Service]\nExecStart=/bin/true\n")
+    before = tree_digest(root)
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {units_dir / unitfile.TEMPLATE}: exists and was not")
+    assert "hint: " in done.stderr and "Traceback" not in done.stderr
+    assert tree_digest(root) == before
+
+
+@needs_systemd_tools
+@needs_root
+def test_failed_systemctl_leaves_nothing(store: Path, root: Path) -> None:
+    """systemctl cannot link (machines.target.wants is a file): a clean error naming the
+    command, and the template and drop-in it had written are gone again."""
+    units_dir = root / "etc/systemd/system"
+    units_dir.mkdir(parents=True)
+    (units_dir / "machines.target.wants").write_text("in the way\n")
+    before = tree_digest(root)
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb")
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: systemctl enable: Failed to enable unit"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert tree_digest(root) == before
+
+
+def test_root_without_machines_target(store: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = rootstrap("--store", str(store), "enable", "--root", str(empty), "deb")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {empty}: no machines.target")
+    assert list(empty.iterdir()) == []
+
+
+# ---- without systemd as PID 1 ----
+
+
+@pytest.mark.skipif(units.booted(), reason="systemd runs as PID 1 here: covered by --root")
+def test_no_systemd_prints_the_unit_and_fails(store: Path) -> None:
+    target = Path("/etc/systemd/system") / unitfile.TEMPLATE
+    existed = target.exists()
+    before = target.read_bytes() if existed else None
+    done = rootstrap("--store", str(store), "enable", "deb")
+    assert done.returncode == 1
+    assert done.stdout == unitfile.render(unitfile.executable(), str(store))
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2, done.stderr
+    assert lines[0] == (
+        "error: deb: systemd is not running as PID 1, so nothing was enabled "
+        "(the unit is on stdout)"
+    )
+    assert lines[1].startswith("hint: save it as /etc/systemd/system/rootstrap@.service")
+    assert f"rootstrap --store {store} start deb" in lines[1]
+    # Nothing written:
+    assert target.exists() == existed
+    if before is not None:
+        assert target.read_bytes() == before
+    assert not Path("/etc/systemd/system/machines.target.wants/rootstrap@deb.service").exists()
+
+    done = rootstrap("--store", str(store), "disable", "deb")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: deb: systemd is not running as PID 1")
+
+
+# ---- bad input ----
+
+
+@pytest.mark.hazard(67)
+@pytest.mark.parametrize("verb", ["enable", "disable"])
+@pytest.mark.parametrize("name", ["..", "a/b", ".x", "-", "a..b", "x" * 65, "a\x01b", "ä"])
+def test_bad_names(store: Path, root: Path, verb: str, name: str) -> None:
+    before = tree_digest(root)
+    done = rootstrap("--store", str(store), verb, "--root", str(root), "--", name)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[0].endswith(": invalid image name")
+    assert "Traceback" not in done.stderr
+    assert tree_digest(root) == before
+
+
+def test_missing_image(store: Path, root: Path) -> None:
+    before = tree_digest(root)
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb", "nope")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == "error: nope: no such image"
+    assert tree_digest(root) == before, "the good name before the bad one was not enabled"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "enable needs at least one image name"),
+        (["--now", "--root", "/", "deb"], "--now cannot be used with --root"),
+        (["--frobnicate", "deb"], "unknown option --frobnicate for enable"),
+        (["--root"], "--root needs a directory"),
+    ],
+)
+def test_usage_errors(store: Path, args: list[str], message: str) -> None:
+    done = rootstrap("--store", str(store), "enable", *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == f"error: {message}"
+    assert done.stdout == ""
+
+
+def test_root_not_a_directory(store: Path, tmp_path: Path) -> None:
+    done = rootstrap("--store", str(store), "enable", "--root", str(tmp_path / "no"), "deb")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == f"error: {tmp_path / 'no'}: --root is not a directory"
+    assert not (tmp_path / "no").exists()
+
+
+def test_help() -> None:
+    done = rootstrap("enable", "--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: rootstrap enable")
