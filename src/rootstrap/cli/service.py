@@ -199,15 +199,14 @@ class _Starting:
         try:
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    self._timed_out(timeout)
                 # Not blocking, poll the registry for the entry the boot makes.
-                ready, _, _ = select.select(
-                    [self.read], [], [], min(left, 0.02 if not block else left)
-                )
+                wait = max(left, 0) if block else min(max(left, 0), 0.02)
+                ready, _, _ = select.select([self.read], [], [], wait)
                 if not ready:
                     if not block and registry.lookup(self.machine) is not None:
                         return
+                    if left <= 0:
+                        self._timed_out(timeout)
                     continue
                 chunk = os.read(self.read, 4096)
                 buf += chunk

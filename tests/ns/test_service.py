@@ -1,0 +1,277 @@
+"""Machines as services (issue 10): ``start`` in the background, ``list``, ``status``,
+``login`` to the console, ``stop``; failures and stale entries leave nothing behind.
+
+The machines boot the rootstrap-made image of tests/ns/test_boot.py (``--include
+systemd-sysv,dbus`` from the host's mirror), ephemeral (-x) so the cached image never changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ns import test_boot
+from tests.ns.conftest import rootstrap
+from tests.ns.test_boot import IMAGE, REGISTRY, _cgroup_dir, _host_mounts, _read_until, uniq
+
+boot_store = test_boot.boot_store  # the session fixture: one cached bootable image
+
+pytestmark = [pytest.mark.slow]
+
+CONSOLES = Path("/run/rootstrap/console")
+LOGS = Path("/var/log/rootstrap")
+
+
+def _start(store: Path, name: str, *options: str) -> None:
+    result = rootstrap(
+        "--store", str(store), "start", IMAGE, "-M", name, "-x", *options, timeout=120
+    )
+    assert result.returncode == 0, (result.stderr, _log(name))
+    assert result.stdout == result.stderr == ""  # quiet on success, as systemctl start
+
+
+def _log(name: str) -> str:
+    try:
+        return (LOGS / f"{name}.log").read_text(errors="replace")[-3000:]
+    except OSError:
+        return "(no log)"
+
+
+def _entry(name: str) -> dict[str, object]:
+    return dict(json.loads((REGISTRY / name).read_text()))
+
+
+def _assert_gone(name: str, leader: int) -> None:
+    assert not (REGISTRY / name).exists()
+    assert not (CONSOLES / name).exists()
+    assert not _cgroup_dir(name).exists()
+    assert not Path(f"/proc/{leader}").exists()
+    listed = json.loads(rootstrap("list", "--json").stdout)
+    assert name not in [m["machine"] for m in listed]
+
+
+@pytest.fixture
+def names() -> Iterator[list[str]]:
+    """Machine names for one test; whatever still runs at its end is killed, logs removed."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        if (REGISTRY / name).exists():
+            rootstrap("terminate", name)
+            deadline = time.monotonic() + 10
+            while (REGISTRY / name).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for log in (LOGS / f"{name}.log", LOGS / f"{name}.log.1"):
+            log.unlink(missing_ok=True)
+
+
+def test_two_machines_in_the_background(boot_store: Path, names: list[str]) -> None:
+    """The seed's service flow: start two, list both, status right, stop one while the other
+    keeps running, nothing left after both stop."""
+    mounts = _host_mounts()
+    a, b = uniq("t-svc-a"), uniq("t-svc-b")
+    names += [a, b]
+    began = time.monotonic()
+    _start(boot_store, a)
+    _start(boot_store, b)
+    print(f"two machines up (READY=1) in {time.monotonic() - began:.2f} s")
+    entries = {n: _entry(n) for n in (a, b)}
+    for n, entry in entries.items():
+        assert entry["ready"], n  # start returned after READY=1, as systemctl start does
+        assert entry["background"] is True
+        assert entry["log"] == str(LOGS / f"{n}.log")
+        # Detached: another session than ours, and not our child.
+        supervisor = int(str(entry["rootstrap"]))
+        assert os.getsid(supervisor) != os.getsid(0)
+        stat = Path(f"/proc/{supervisor}/stat").read_text()
+        assert int(stat[stat.rindex(")") + 2 :].split()[1]) != os.getpid()
+
+    listed = {m["machine"] for m in json.loads(rootstrap("list", "--json").stdout)}
+    assert {a, b} <= listed
+
+    status = rootstrap("status", a)
+    assert status.returncode == 0, status.stderr
+    out = status.stdout
+    assert out.startswith(f"{a} (running)\n")
+    assert f"Leader: {entries[a]['leader']} (systemd)" in out
+    assert "OS: Debian GNU/Linux 12 (bookworm)" in out
+    assert f"Console: {LOGS / (a + '.log')}" in out
+    assert "Reached target" in out  # the console's last lines, escapes stripped
+    assert "\x1b" not in out and "\r" not in out
+    js = json.loads(rootstrap("status", a, b, "--json").stdout)
+    assert [m["state"] for m in js] == ["running", "running"]
+    assert js[1]["leader"] == entries[b]["leader"]
+
+    stopped = rootstrap("stop", a, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    _assert_gone(a, int(str(entries[a]["leader"])))
+    assert "Powering off." in _log(a) or "System Power Off" in _log(a)
+    after = rootstrap("status", a)
+    assert after.returncode == 3  # systemctl's "not running"
+    assert after.stdout.startswith(f"{a} (stopped)\n")
+
+    # b did not notice.
+    assert rootstrap("status", b).returncode == 0
+    alive = rootstrap("shell", b, "systemctl", "is-system-running", timeout=60).stdout.strip()
+    assert alive in ("running", "degraded"), alive
+    assert rootstrap("stop", b, timeout=120).returncode == 0
+    _assert_gone(b, int(str(entries[b]["leader"])))
+    assert _host_mounts() == mounts
+
+
+def test_login_to_the_console_and_detach(
+    boot_store: Path, names: list[str], tmp_path: Path
+) -> None:
+    """login shows the getty at once (recent output replayed), a root shell works, Ctrl-]
+    three times detaches and the machine keeps running; a second login meanwhile is refused
+    cleanly; after a detach one can log in again."""
+    shadow = (boot_store / IMAGE / "etc/shadow").read_text().splitlines()
+    shadow = [("root::" + x.split(":", 2)[2]) if x.startswith("root:") else x for x in shadow]
+    (tmp_path / "shadow").write_text("\n".join(shadow) + "\n")
+    (tmp_path / "shadow").chmod(0o640)
+    name = uniq("t-svc-login")
+    names.append(name)
+    _start(boot_store, name, "--bind-ro", f"{tmp_path / 'shadow'}:/etc/shadow")
+
+    for round_ in range(2):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(sys.executable, [sys.executable, "-m", "rootstrap", "login", name])
+        try:
+            seen = _read_until(fd, b"login: ", 30)
+            assert f"Connected to machine {name}".encode() in seen
+            if round_ == 0:
+                busy = rootstrap("login", name)
+                assert busy.returncode != 0
+                assert busy.stderr.startswith(f"error: {name}: another login is attached")
+                assert len(busy.stderr.splitlines()) == 2  # error + hint, no traceback
+                os.write(fd, b"root\r")
+                _read_until(fd, b"# ", 30)
+                os.write(fd, b"echo logged-$((40+2)) $(tty)\r")
+                seen = _read_until(fd, b"logged-42 ", 30)
+                assert b"logged-42 /dev/console" in seen, seen[-500:]
+            os.write(fd, b"\x1d\x1d\x1d")
+            assert f"Detached from machine {name}".encode() in _read_until(fd, b"machine", 10)
+            _, status = os.waitpid(pid, 0)
+            pid = 0
+            assert os.WEXITSTATUS(status) == 0
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+        assert rootstrap("status", name).returncode == 0  # detaching did not stop it
+
+    # What was typed on the console is in its log.
+    assert "logged-42 /dev/console" in _log(name)
+    leader = int(str(_entry(name)["leader"]))
+    assert rootstrap("stop", name, timeout=120).returncode == 0
+    _assert_gone(name, leader)
+
+
+@pytest.mark.hazard(95)
+def test_stale_entry_after_sigkill_is_seen_by_status_and_list(
+    boot_store: Path, names: list[str]
+) -> None:
+    """SIGKILL to the background supervisor: the machine dies with it (PDEATHSIG), its
+    entry is stale; status says so and drops it, list no longer shows it."""
+    name = uniq("t-svc-stale")
+    names.append(name)
+    _start(boot_store, name)
+    entry = _entry(name)
+    os.kill(int(str(entry["rootstrap"])), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{entry['leader']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (REGISTRY / name).exists()  # nobody cleaned up
+    status = rootstrap("status", name)
+    assert status.returncode == 3
+    assert f"{name}: its registry entry was stale (leader PID {entry['leader']}" in status.stderr
+    assert status.stdout.startswith(f"{name} (stopped)")
+    assert not (REGISTRY / name).exists()
+    assert name not in [m["machine"] for m in json.loads(rootstrap("list", "--json").stdout)]
+    # The next start of the name clears the dead one's cgroup and console socket.
+    _start(boot_store, name)
+    leader = int(str(_entry(name)["leader"]))
+    assert rootstrap("stop", name, timeout=120).returncode == 0
+    _assert_gone(name, leader)
+
+
+def test_start_timeout_stops_the_machine(boot_store: Path, names: list[str]) -> None:
+    """Not up within --timeout: a clean error, and the machine is stopped, not left."""
+    name = uniq("t-svc-slow")
+    names.append(name)
+    result = rootstrap(
+        "--store", str(boot_store), "start", IMAGE, "-M", name, "-x", "--timeout", "0.05"
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {name}: not up within 0.05 s"), result.stderr
+    assert "Traceback" not in result.stderr
+    deadline = time.monotonic() + 15
+    while (REGISTRY / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (REGISTRY / name).exists()
+    assert not (CONSOLES / name).exists()
+    assert not _cgroup_dir(name).exists()
+
+
+def test_start_failures_are_clean(boot_store: Path, names: list[str], tmp_path: Path) -> None:
+    """An image that cannot boot: the error of boot, the log named, nothing registered."""
+    (tmp_path / "etc").mkdir()
+    name = uniq("t-svc-bad")
+    names.append(name)
+    result = rootstrap("start", "-D", str(tmp_path), "-M", name)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: "), result.stderr
+    assert "no os-release" in result.stderr and "Traceback" not in result.stderr
+    assert not (REGISTRY / name).exists() and not (CONSOLES / name).exists()
+
+    missing = rootstrap("--store", str(boot_store), "start", "no-such-image")
+    assert missing.returncode != 0 and missing.stderr.startswith("error: no-such-image:")
+    for verb in ("stop", "login"):
+        unknown = rootstrap(verb, uniq("t-svc-none"))
+        assert unknown.returncode == 1
+        assert unknown.stderr.startswith(f"error: {uniq('t-svc-none')}: no such machine")
+    assert rootstrap("status", uniq("t-svc-none")).returncode == 1
+    assert rootstrap("stop").returncode == 2
+
+
+def test_login_to_a_terminal_booted_machine_says_where_its_console_is(
+    boot_store: Path, names: list[str]
+) -> None:
+    """A machine booted in the foreground has its console on that terminal: login says so."""
+    import subprocess
+
+    name = uniq("t-svc-fg")
+    names.append(name)
+    command = [sys.executable, "-m", "rootstrap", "--store", str(boot_store), "boot", IMAGE]
+    proc = subprocess.Popen(
+        [*command, "-M", name, "-x", "--console=read-only"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (REGISTRY / name).exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        login = rootstrap("login", name)
+        assert login.returncode == 1
+        assert "its console is on the terminal that booted it" in login.stderr
+        status = rootstrap("status", name)
+        assert "Console: on the terminal that booted it" in status.stdout
+        assert rootstrap("stop", name, timeout=120).returncode == 0
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
