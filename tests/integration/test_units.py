@@ -108,9 +108,7 @@ def test_unit_settings() -> None:
     command = unitfile.executable()
     assert os.path.isabs(command[0]) and os.access(command[0], os.X_OK)
     settings = [
-        line
-        for line in unitfile.render(command).splitlines()
-        if line and not line.startswith("#")
+        line for line in unitfile.render(command).splitlines() if line and not line.startswith("#")
     ]
     for wanted in (
         "PartOf=machines.target",
@@ -262,7 +260,8 @@ def test_failed_systemctl_leaves_nothing(store: Path, root: Path) -> None:
     done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb")
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: systemctl enable: Failed to enable unit"), done.stderr
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: systemctl enable: Failed to enable unit"), errors
     assert "Traceback" not in done.stderr
     assert tree_digest(root) == before
 
