@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -266,13 +268,30 @@ def test_failed_systemctl_leaves_nothing(store: Path, root: Path) -> None:
     assert tree_digest(root) == before
 
 
-def test_root_without_machines_target(store: Path, tmp_path: Path) -> None:
+def test_root_without_systemd(store: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     done = rootstrap("--store", str(store), "enable", "--root", str(empty), "deb")
     assert done.returncode == 1
-    assert done.stderr.startswith(f"error: {empty}: no machines.target")
+    assert done.stderr.startswith(f"error: {empty}: no machines.target or multi-user.target")
     assert list(empty.iterdir()) == []
+
+
+@needs_systemd_tools
+@needs_root
+def test_root_without_machines_target(store: Path, root: Path) -> None:
+    """Debian's machines.target comes with systemd-container: without it the machines are
+    wanted by multi-user.target directly, and disable still removes every link."""
+    (root / "usr/lib/systemd/system/machines.target").unlink()
+    units_dir = root / "etc/systemd/system"
+    done = rootstrap("--store", str(store), "enable", "--root", str(root), "deb")
+    assert done.returncode == 0, done.stderr
+    assert "no machines.target" in done.stderr and "non-existent" not in done.stderr
+    link = units_dir / "multi-user.target.wants" / unitfile.instance("deb")
+    assert os.readlink(link) == f"/etc/systemd/system/{unitfile.TEMPLATE}"
+    done = rootstrap("--store", str(store), "disable", "--root", str(root), "deb")
+    assert done.returncode == 0, done.stderr
+    assert [p for p in units_dir.rglob("*") if p.is_symlink()] == []
 
 
 # ---- without systemd as PID 1 ----
@@ -356,3 +375,161 @@ def test_help() -> None:
     done = rootstrap("enable", "--help")
     assert done.returncode == 0
     assert done.stdout.startswith("usage: rootstrap enable")
+
+
+# ---- with systemd as PID 1: a real manager in a container ----
+
+
+def _binds() -> list[str]:
+    """What the container needs from the host to run this rootstrap: the interpreter's
+    prefix, the venv and the source tree, read-only (one bind covers its subdirectories)."""
+    import rootstrap
+
+    wanted = {
+        os.path.realpath(sys.base_prefix),
+        os.path.realpath(sys.prefix),
+        os.path.dirname(os.path.dirname(os.path.realpath(rootstrap.__file__))),
+    }
+    keep = [p for p in wanted if not any(p != q and p.startswith(q + "/") for q in wanted)]
+    return [f"--bind-ro={p}" for p in sorted(keep)]
+
+
+class SystemdContainer:
+    """The cached bookworm image booted by systemd-nspawn (the compatibility oracle of
+    DESIGN.md) on a throw-away overlay, so systemd is PID 1 in there; commands run in it
+    through nsenter."""
+
+    def __init__(self, image: Path) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "systemd-nspawn",
+                *("--register=no", "--keep-unit", "--quiet", "--volatile=overlay"),
+                *("-D", str(image), "-M", f"units{os.getpid() % 100000}", "--boot"),
+                *_binds(),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.leader = 0
+        for _ in range(300):
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+            pids = children.read_text().split() if children.exists() else []
+            if pids and Path(f"/proc/{pids[0]}/comm").read_text().strip() == "systemd":
+                self.leader = int(pids[0])
+                break
+            assert self.proc.poll() is None, "systemd-nspawn exited"
+            time.sleep(0.05)
+        assert self.leader, "the container's systemd did not start"
+        # Until the manager listens, systemctl cannot connect: ask again.
+        deadline = time.monotonic() + 120
+        while True:
+            done = self.sh("systemctl is-system-running --wait", timeout=120)
+            if done.stdout.strip() in ("running", "degraded"):
+                break
+            assert time.monotonic() < deadline, done.stdout + done.stderr
+            time.sleep(0.1)
+
+    def sh(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def systemd_container() -> Iterator[SystemdContainer]:
+    if shutil.which("systemd-nspawn") is None or shutil.which("nsenter") is None:
+        pytest.skip("systemd-nspawn (systemd-container) or nsenter is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("needs root (boots a container)")
+    from tests.ns.test_boot import IMAGE, STORE, boot_store
+
+    store = boot_store.__wrapped__()  # type: ignore[attr-defined]
+    assert store == STORE
+    box = SystemdContainer(store / IMAGE)
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_enable_disable_with_systemd_running(systemd_container: SystemdContainer) -> None:
+    """On a host booted with systemd: the template installed, the instance enabled through
+    the running manager, which loads our unit with the settings we meant."""
+    rs = f"{sys.executable} -m rootstrap --store /srv/store"
+    done = systemd_container.sh(f"mkdir -p /srv/store/deb && {rs} enable deb")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    done = systemd_container.sh(
+        "systemctl is-enabled rootstrap@deb.service; systemctl show "
+        "rootstrap@deb.service -p WantedBy -p Type -p NotifyAccess -p KillMode -p KillSignal "
+        "-p Delegate -p Slice -p TasksMax -p PartOf -p RequiresMountsFor -p DropInPaths "
+        "-p NeedDaemonReload -p ExecStart"
+    )
+    out = done.stdout
+    assert out.startswith("enabled\n"), out
+    # This image has no systemd-container, so no machines.target: multi-user.target wants it.
+    assert "multi-user.target" in out.split("WantedBy=")[1].splitlines()[0], out
+    for wanted in (
+        "Type=notify",
+        "NotifyAccess=main",
+        "KillMode=mixed",
+        "KillSignal=15",
+        "Delegate=yes",
+        "Slice=machine.slice",
+        "TasksMax=16384",
+        "PartOf=machines.target",
+        "NeedDaemonReload=no",
+        "DropInPaths=/etc/systemd/system/rootstrap@deb.service.d/50-rootstrap-store.conf",
+    ):
+        assert wanted in out.splitlines(), (wanted, out)
+    assert "/srv/store/deb" in out.split("RequiresMountsFor=")[1].splitlines()[0]
+    # systemd's own parse of ExecStart: our argv, word for word.
+    command = " ".join(unitfile.executable())
+    assert f"argv[]={command} --store /srv/store boot --console=service deb ;" in out, out
+
+    # A stale template behind an existing link: rewritten and reloaded (no stale unit).
+    template = "/etc/systemd/system/rootstrap@.service"
+    done = systemd_container.sh(
+        f"sed -i 's/TasksMax=16384/TasksMax=100/' {template} && {rs} enable deb && "
+        "systemctl show rootstrap@deb.service -p TasksMax -p NeedDaemonReload"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TasksMax=16384", "NeedDaemonReload=no"], done.stdout
+
+    done = systemd_container.sh(f"{rs} disable deb; systemctl is-enabled rootstrap@deb.service")
+    assert done.stdout.strip() == "disabled", done.stdout + done.stderr
+    assert systemd_container.sh(f"test -f {template}").returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_enable_now_start_failure_is_clean(systemd_container: SystemdContainer) -> None:
+    """--now starts the machine through systemd; an image that cannot boot (an empty
+    directory) is a clean error pointing at the journal, and the machine stays enabled."""
+    rs = f"{sys.executable} -m rootstrap --store /srv/store"
+    done = systemd_container.sh(f"mkdir -p /srv/store/empty && {rs} enable --now empty")
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: systemctl start"), done.stderr
+    assert "hint: see 'journalctl -u rootstrap@empty.service'" in done.stderr
+    assert "Traceback" not in done.stderr
+    state = systemd_container.sh("systemctl is-enabled rootstrap@empty.service").stdout
+    assert state.strip() == "enabled"
+    done = systemd_container.sh(f"{rs} disable --now empty")
+    assert done.returncode == 0, done.stderr

@@ -118,9 +118,10 @@ def _systemctl() -> str:
     )
 
 
-def _run(argv: list[str], *, what: str, hint: str | None = None) -> None:
-    """Run systemctl; on success its messages (``Created symlink ...``) go to our stderr. A
-    failure is a clean error quoting systemctl's reason and the command."""
+def _run(argv: list[str], *, what: str, hint: str | None = None, quiet: str = "\0") -> None:
+    """Run systemctl; on success its messages (``Created symlink ...``) go to our stderr,
+    but for lines containing QUIET. A failure is a clean error quoting systemctl's reason
+    and the command."""
     try:
         done = subprocess.run(
             argv, env=_ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
@@ -128,7 +129,9 @@ def _run(argv: list[str], *, what: str, hint: str | None = None) -> None:
     except OSError as exc:
         raise RootstrapError(f"cannot run systemctl: {exc.strerror}", subject=argv[0]) from exc
     if done.returncode == 0:
-        sys.stderr.write(done.stdout + done.stderr)
+        for line in (done.stdout + done.stderr).splitlines(keepends=True):
+            if quiet not in line:
+                sys.stderr.write(line)
         return
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     failed = [line for line in lines if line.startswith(("Failed", "Unit ", "System "))]
@@ -294,8 +297,9 @@ def _not_booted(verb: str, names: list[str], store: str, command: list[str]) -> 
     )
 
 
-def _has_machines_target(root: str) -> bool:
-    return any(os.path.lexists(os.path.join(root, d, "machines.target")) for d in _UNIT_PATHS)
+def _has_unit(root: str, unit: str) -> bool:
+    """Whether ROOT ships or defines UNIT (a lookup of its unit file, as systemctl does)."""
+    return any(os.path.lexists(os.path.join(root, d, unit)) for d in _UNIT_PATHS)
 
 
 def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bool = False) -> None:
@@ -305,15 +309,16 @@ def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bo
     the caller. On failure the files are put back as they were. Cost: one or two systemctl
     runs (~50 ms each offline; a daemon-reload when systemd runs)."""
     base = root or "/"
-    if root is not None:
-        if not os.path.isdir(root):
-            raise UsageError("--root is not a directory", subject=root)
-        if not _has_machines_target(root):
-            raise RootstrapError(
-                "no machines.target in this root, so nothing would start the machines at boot",
-                subject=root,
-                hint="install systemd in it first (it ships machines.target)",
-            )
+    if root is not None and not os.path.isdir(root):
+        raise UsageError("--root is not a directory", subject=root)
+    grouped = _has_unit(base, "machines.target")
+    if not grouped and not _has_unit(base, "multi-user.target"):
+        raise RootstrapError(
+            "no machines.target or multi-user.target here, so nothing would start the "
+            "machines at boot",
+            subject=base,
+            hint="install systemd (and systemd-container, which ships machines.target) first",
+        )
     systemctl = _systemctl()
     command = unitfile.executable()
     unit_dir = os.path.join(base, UNIT_DIR)
@@ -329,13 +334,34 @@ def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bo
             else:
                 files.write(dropin, unitfile.render_dropin(store, command))
         prefix = [systemctl] if root is None else [systemctl, f"--root={root}"]
-        # machinectl enables machines.target along with the machine (it is what
-        # multi-user.target pulls in at boot, and it is not enabled on every host).
-        _run([*prefix, "enable", *units, "machines.target"], what="systemctl enable")
+        if grouped:
+            # machinectl enables machines.target along with the machine (it is what
+            # multi-user.target pulls in at boot, and it is not enabled on every host).
+            _run([*prefix, "enable", *units, "machines.target"], what="systemctl enable")
+        else:
+            # Debian ships machines.target in systemd-container, which a host that uses
+            # rootstrap instead of nspawn may well lack: link the machines straight into
+            # multi-user.target too ('systemctl disable' removes every link to the unit).
+            # The machines.target.wants link made by enable takes over once it is installed.
+            _run([*prefix, "enable", *units], what="systemctl enable", quiet="non-existent unit")
+            _run(
+                [*prefix, "add-wants", "multi-user.target", *units],
+                what="systemctl add-wants",
+            )
+            print(
+                f"note: {base}: no machines.target (Debian's systemd-container ships it); "
+                "the machines are wanted by multi-user.target instead",
+                file=sys.stderr,
+            )
     except BaseException:
         _restore(unit_dir, links)
         files.rollback()
         raise
+    if root is None and files.undo:
+        # systemctl enable reloads the manager only when it made a link; a rewritten
+        # template or drop-in behind an existing link would otherwise be run stale
+        # ("changed on disk", systemctl(1) daemon-reload).
+        _run([systemctl, "daemon-reload"], what="systemctl daemon-reload")
     if now:
         first = units[0]
         _run(
