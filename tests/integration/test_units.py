@@ -533,3 +533,28 @@ def test_enable_now_start_failure_is_clean(systemd_container: SystemdContainer) 
     assert state.strip() == "enabled"
     done = systemd_container.sh(f"{rs} disable --now empty")
     assert done.returncode == 0, done.stderr
+
+
+@needs_systemd_tools
+@needs_root
+def test_relative_root(store: Path, root: Path) -> None:
+    """--root is taken relative to the working directory, as systemctl's is."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rootstrap", "--store", str(store), "enable", "--root=root", "deb"],
+        cwd=root.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (root / "etc/systemd/system/machines.target.wants/rootstrap@deb.service").is_symlink()
+
+
+def test_disable_usage() -> None:
+    done = rootstrap("disable")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: disable needs at least one image name",
+        "hint: rootstrap disable [--now] [--root DIR] NAME...",
+    ]

@@ -58,6 +58,10 @@ def booted() -> bool:
         return False
 
 
+def _synopsis(verb: str) -> str:
+    return f"rootstrap {verb} [--now] [--root DIR] NAME..."
+
+
 def _parse(verb: str, args: list[str]) -> tuple[bool, str | None, list[str]] | None:
     """(now, root, names); None for --help."""
     now, root, names = False, None, []
@@ -81,12 +85,12 @@ def _parse(verb: str, args: list[str]) -> tuple[bool, str | None, list[str]] | N
                 raise UsageError(
                     "--root needs a directory", hint=f"rootstrap {verb} --root DIR NAME"
                 )
-            root = value
+            root = os.path.abspath(value)  # systemctl --root wants an absolute path
         elif arg == "--":
             names += args[i + 1 :]
             break
         elif arg.startswith("-") and arg != "-":
-            raise UsageError(f"unknown option {key} for {verb}", hint=USAGE.splitlines()[0][7:])
+            raise UsageError(f"unknown option {key} for {verb}", hint=_synopsis(verb))
         else:
             names.append(arg)
         i += 1
@@ -118,7 +122,7 @@ def _systemctl() -> str:
     )
 
 
-def _run(argv: list[str], *, what: str, hint: str | None = None, quiet: str = "\0") -> None:
+def _run(argv: list[str], *, what: str, hint: str | None = None, quiet: str | None = None) -> None:
     """Run systemctl; on success its messages (``Created symlink ...``) go to our stderr,
     but for lines containing QUIET. A failure is a clean error quoting systemctl's reason
     and the command."""
@@ -130,7 +134,7 @@ def _run(argv: list[str], *, what: str, hint: str | None = None, quiet: str = "\
         raise RootstrapError(f"cannot run systemctl: {exc.strerror}", subject=argv[0]) from exc
     if done.returncode == 0:
         for line in (done.stdout + done.stderr).splitlines(keepends=True):
-            if quiet not in line:
+            if quiet is None or quiet not in line:
                 sys.stderr.write(line)
         return
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
@@ -401,7 +405,7 @@ def main(verb: str, args: list[str], store: str) -> int:
         return 0
     now, root, names = parsed
     if not names:
-        raise UsageError(f"{verb} needs at least one image name", hint=USAGE.splitlines()[0][7:])
+        raise UsageError(f"{verb} needs at least one image name", hint=_synopsis(verb))
     if now and root is not None:
         raise UsageError(
             "--now cannot be used with --root",
