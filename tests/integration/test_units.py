@@ -506,11 +506,15 @@ def test_enable_disable_with_systemd_running(systemd_container: SystemdContainer
     # A stale template behind an existing link: rewritten and reloaded (no stale unit).
     template = "/etc/systemd/system/rootstrap@.service"
     done = systemd_container.sh(
-        f"sed -i 's/TasksMax=16384/TasksMax=100/' {template} && {rs} enable deb && "
+        f"sed -i 's/TasksMax=16384/TasksMax=100/' {template} && systemctl daemon-reload && "
+        "systemctl show rootstrap@deb.service -p TasksMax && "
+        f"{rs} enable deb && "
         "systemctl show rootstrap@deb.service -p TasksMax -p NeedDaemonReload"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["TasksMax=16384", "NeedDaemonReload=no"], done.stdout
+    assert done.stdout.split() == ["TasksMax=100", "TasksMax=16384", "NeedDaemonReload=no"], (
+        done.stdout
+    )
 
     done = systemd_container.sh(f"{rs} disable deb; systemctl is-enabled rootstrap@deb.service")
     assert done.stdout.strip() == "disabled", done.stdout + done.stderr
