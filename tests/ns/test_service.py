@@ -292,3 +292,25 @@ def test_login_to_a_terminal_booted_machine_says_where_its_console_is(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_status_shows_the_veth_address(boot_store: Path, names: list[str]) -> None:
+    """start -n: status names the host-side interface and the machine's address (the host
+    side in a network namespace of this test, which the detached supervisor keeps)."""
+    name = uniq("t-svc-veth")
+    names.append(name)
+    command = ["unshare", "-n", "--", sys.executable, "-m", "rootstrap", "--store", str(boot_store)]
+    started = subprocess.run(
+        [*command, "start", IMAGE, "-M", name, "-x", "--network-veth"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, (started.stderr, _log(name))
+    entry = _entry(name)
+    status = rootstrap("status", name)
+    assert f"Iface: {entry['ifname']} (host side)" in status.stdout
+    assert f"Address: {entry['address']}" in status.stdout
+    assert "Network: private" in status.stdout
+    assert rootstrap("stop", name, timeout=120).returncode == 0
+    _assert_gone(name, int(str(entry["leader"])))

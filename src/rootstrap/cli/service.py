@@ -485,6 +485,7 @@ def _running(m: Machine, lines: int) -> dict[str, object]:
         "os": m.get("pretty_name") or m.get("os") or None,
         "private_network": bool(m.get("private_network")),
         "addresses": _addresses(m.leader) if m.get("private_network") else [],
+        "iface": m.get("ifname"),
         "tasks": tasks,
         "log": log,
         "console": m.get("console"),
@@ -521,6 +522,8 @@ def _print_status(info: dict[str, object]) -> None:
             ("OS", info["os"]),
             ("Network", "private" if info["private_network"] else "host"),
         ]
+        if info["iface"]:
+            rows.append(("Iface", f"{info['iface']} (host side)"))
         addresses = info["addresses"]
         if addresses:
             rows.append(("Address", ", ".join(addresses)))  # type: ignore[arg-type]
