@@ -133,11 +133,14 @@ class _MountAttr(ctypes.Structure):
     )
 
 
-def mount_setattr(fd: int, attr_set: int, *, recursive: bool = False, userns_fd: int = 0) -> None:
+def mount_setattr(
+    fd: int, attr_set: int, *, recursive: bool = False, userns_fd: int = 0, propagation: int = 0
+) -> None:
     """Add mount attributes (e.g. MOUNT_ATTR_RDONLY) to the mount FD refers to, keeping the
     others: unlike MS_REMOUNT|MS_BIND it never trips over locked flags in a user namespace.
-    MOUNT_ATTR_IDMAP takes USERNS_FD (a detached mount only, Linux 5.12)."""
-    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    MOUNT_ATTR_IDMAP takes USERNS_FD (a detached mount only, Linux 5.12); PROPAGATION is
+    0 (unchanged) or one of MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE."""
+    attr = _MountAttr(attr_set, 0, propagation, userns_fd)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(
         _libc.syscall(
@@ -206,7 +209,7 @@ def open_tree(dirfd: int, path: str, *, recursive: bool = True) -> int:
     flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
     if not path:
         flags |= AT_EMPTY_PATH
-    return _check(
+    fd = _check(
         _libc.syscall(
             NR_OPEN_TREE,
             ctypes.c_int(dirfd),
@@ -216,6 +219,16 @@ def open_tree(dirfd: int, path: str, *, recursive: bool = True) -> int:
         "open_tree",
         path or None,
     )
+    # The clone joins the peer group of the mount it copies. On a systemd host "/" is
+    # shared (mount_namespaces(7)), so without this every mount made inside the container
+    # (proc, sys, dev, ...) propagated back into the host's namespace, and pivot_root into
+    # the clone failed with EINVAL (pivot_root(2): new_root must not be shared).
+    try:
+        mount_setattr(fd, 0, recursive=True, propagation=MS_PRIVATE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def move_mount(tree_fd: int, to_fd: int, to_path: str = "") -> None:
