@@ -537,7 +537,10 @@ def test_enable_now_start_failure_is_clean(systemd_container: SystemdContainer) 
     done = systemd_container.sh(f"mkdir -p /srv/store/empty && {rs} enable --now empty")
     assert done.returncode == 1, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: systemctl start"), done.stderr
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(
+        "error: systemctl start (the machines are enabled): Job for rootstrap@empty.service failed"
+    ), errors
     assert "hint: see 'journalctl -u rootstrap@empty.service'" in done.stderr
     assert "Traceback" not in done.stderr
     state = systemd_container.sh("systemctl is-enabled rootstrap@empty.service").stdout

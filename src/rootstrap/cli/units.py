@@ -138,7 +138,8 @@ def _run(argv: list[str], *, what: str, hint: str | None = None, quiet: str | No
                 sys.stderr.write(line)
         return
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    failed = [line for line in lines if line.startswith(("Failed", "Unit ", "System "))]
+    # systemctl's own reason, not its closing "See 'journalctl ...'" pointer.
+    failed = [line for line in lines if line.startswith(("Failed", "Job for", "Unit ", "System "))]
     reason = (failed or lines or [f"exit status {done.returncode}"])[-1]
     raise RootstrapError(reason, subject=what, hint=hint or f"the command was '{' '.join(argv)}'")
 
