@@ -103,12 +103,16 @@ RELATIONS: Final = frozenset(
 )  # fmt: skip
 
 
-_HEAD = re.compile(
+# A whole stanza: its leading newline, Package first, then Version and Architecture in Debian's
+# order, then the rest of its lines. The gaps match only non-empty lines, so a match never
+# leaves its stanza; the matches of a canonical chunk tile it exactly (checked in _fast).
+_STANZA = re.compile(
     rb"\nPackage:[ \t]*([^\n]*)\n(?:[^\n]+\n)*?Version:[ \t]*([^\n]*)\n"
-    rb"(?:[^\n]+\n)*?Architecture:[ \t]*([^\n]*)"
+    rb"(?:[^\n]+\n)*?Architecture:[ \t]*([^\n]*)\n(?:[^\n]+\n)*"
 )
 # Each value with its continuation lines: a folded Provides must not lose its tail.
 _OPTIONAL = re.compile(rb"\n(?i:(provides|priority|essential)):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
+_Match = re.Match
 _WS_LINE = re.compile(rb"\n[ \t]+(?=\n)")
 _NAMES_OK = re.compile(r"(?:[a-z0-9][a-z0-9+.-]+\n)*")
 _VERSIONS_OK = re.compile(r"(?:(?:[0-9]+:)?[0-9][A-Za-z0-9.+~:-]*\n)*")
@@ -208,17 +212,23 @@ class _Builder:
             self._slow(buf[1:], offset)
 
     def _fast(self, buf: bytes, offset: int) -> bool:
-        # Package, Version and Architecture in one scan, in Debian's field order; the gaps
-        # match only non-empty lines, so a match never leaves its stanza.
-        heads = [(m.start(), m[1], m[2], m[3]) for m in _HEAD.finditer(buf)]
-        count = len(heads)
-        if not count or heads[0][0] != 0:
+        # One scan finds every stanza with its Package, Version and Architecture. The chunk is
+        # canonical when the matches tile it: each starts where the previous one ended (at
+        # the blank line's newline), the first at 0, the last at the end. So every stanza has
+        # Package first and Version and Architecture after it, one blank line separates them,
+        # and no stanza lacks a match (a lower-case "package:", a blank-line run, a stanza
+        # without Version all break the tiling and send the chunk to the general parser).
+        # map() over the C methods keeps the per-stanza work out of the bytecode loop.
+        matches = list(_STANZA.finditer(buf))
+        if not matches:
             return False
-        # One match per stanza: as many as blank lines + 1, each right after a blank line.
-        if buf.count(b"\n\n") != count - 1 or not all(buf[h[0] - 1] == 10 for h in heads[1:]):
+        starts = list(map(_Match.start, matches))
+        bounds = list(map(_Match.end, matches))
+        if starts[0] != 0 or bounds[-1] != len(buf) or starts[1:] != bounds[:-1]:
             return False
-        starts = [h[0] for h in heads]
-        bounds = [*starts[1:], len(buf)]
+        count = len(starts)
+        heads = list(map(_Match.groups, matches))
+        del matches
         # Provides, Priority and Essential in one scan, any spelling: an odd one ("provides:")
         # sends the chunk to the general parser. (An odd Package/Version/Architecture already
         # did: the head pattern misses its stanza and the counts above disagree; a field given
@@ -248,9 +258,9 @@ class _Builder:
                     return False  # a field twice in one stanza: let the slow path say where
             optional.append(hits)
         base = len(self.names)
-        names = [h[1].decode("ascii", "replace").strip() for h in heads]
-        versions = [h[2].decode("ascii", "replace").strip() for h in heads]
-        arch_names = [h[3].decode("ascii", "replace").strip() for h in heads]
+        names = [h[0].decode("ascii", "replace").strip() for h in heads]
+        versions = [h[1].decode("ascii", "replace").strip() for h in heads]
+        arch_names = [h[2].decode("ascii", "replace").strip() for h in heads]
         # Policy 5.6.1/5.6.12 checked in one C pass each; per item only when something is off.
         joined_ok = _NAMES_OK.fullmatch("\n".join(names) + "\n") and _VERSIONS_OK.fullmatch(
             "\n".join(versions) + "\n"
@@ -544,11 +554,9 @@ class _Chunker:
         text_at = self.offset + start
         if end > start:
             body = memoryview(chunk)[start:end]
-            if (
-                chunk[start] == 10  # blank lines ahead of the first stanza
-                or chunk.find(b"\n\n\n", start, end) >= 0
-                or (not first and chunk[0] != 10)
-            ):
+            # Blank-line runs and blank lines ahead of the first stanza break the fast path's
+            # tiling, which then hands the chunk to the general parser itself.
+            if not first and chunk[0] != 10:
                 self.builder._slow(bytes(body), text_at)
             elif first or end < len(chunk):
                 self.builder.add_chunk(b"".join((b"\n", body)) if first else chunk[:end], text_at)
