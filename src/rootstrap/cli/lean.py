@@ -16,6 +16,7 @@ import sys
 
 from rootstrap.cli import report
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
+from rootstrap.settings import GROUP, Options, parse_bind, settle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ _RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--pipe": ("pipe", "flag"),
     "-a": ("as_pid2", "flag"),
     "--as-pid2": ("as_pid2", "flag"),
+    "--settings": ("settings", "value"),
 }
 _VALUED = frozenset(k for k, (_, kind) in _RUN_OPTIONS.items() if kind != "flag")
 
@@ -95,40 +97,17 @@ Run a command in an image in new namespaces (systemd-nspawn's option names).
   --system-call-filter LIST  allow (NAME, @group) or deny (~NAME) system calls
   --private-users MODE       no|yes|pick|identity|UID[:COUNT]: a user namespace
   --console MODE             interactive|read-only|passive|pipe (-P = pipe)
+  --settings MODE            yes|no|trusted|override: NAME.nspawn settings files, as
+                             systemd-nspawn reads them (see the README, "Settings files")
+
+With no CMD, a settings file's Parameters= gives the command, and Boot=yes boots the machine.
 """
 
 
-class _Options:
-    """Parsed ``run`` options (attributes named after the long options)."""
-
-    def __init__(self) -> None:
-        self.directory: str | None = None
-        self.bind: list[str] = []
-        self.bind_ro: list[str] = []
-        self.tmpfs: list[str] = []
-        self.setenv: list[str] = []
-        self.chdir = "/"
-        self.user: str | None = None
-        self.hostname: str | None = None
-        self.machine: str | None = None
-        self.read_only = False
-        self.ephemeral = False
-        self.private_network = False
-        self.network_veth = False
-        self.network_bridge: str | None = None
-        self.capability: list[str] = []
-        self.drop_capability: list[str] = []
-        self.no_new_privileges = "yes"
-        self.system_call_filter: list[str] = []
-        self.private_users = "no"
-        self.console: str | None = None
-        self.pipe = False
-        self.as_pid2 = False
-
-
-def _parse_run_options(options: list[str]) -> _Options:
-    """Parse the option words _split_run collected; UsageError on anything unknown."""
-    ns = _Options()
+def _parse_run_options(options: list[str]) -> Options:
+    """Parse the option words _split_run collected; UsageError on anything unknown. Records
+    in ``given`` the setting groups the command line set (a settings file leaves them)."""
+    ns = Options()
     i = 0
     while i < len(options):
         word = options[i]
@@ -136,6 +115,8 @@ def _parse_run_options(options: list[str]) -> _Options:
         if key not in _RUN_OPTIONS:
             raise UsageError(f"unknown option {key}", hint="see 'rootstrap run --help'")
         attr, kind = _RUN_OPTIONS[key]
+        if attr in GROUP:
+            ns.given.add(GROUP[attr])
         if kind == "flag":
             if eq:
                 raise UsageError(f"{key} takes no value", subject=word)
@@ -228,27 +209,6 @@ def _bool(value: str, option: str) -> bool:
     raise UsageError(f"{option} takes yes or no", subject=value)
 
 
-def _bind(value: str, readonly: bool) -> tuple[str, str, bool, bool]:
-    """nspawn's ``SRC[:DST[:OPTS]]`` to (source, target, readonly, recursive)."""
-    parts = value.split(":")
-    if len(parts) > 3 or not parts[0]:
-        raise UsageError("expected SRC[:DST[:OPTS]]", subject=value)
-    source = parts[0]
-    if source.startswith("+") or not source.startswith("/"):
-        raise UsageError(
-            "the source must be an absolute host path", subject=value, hint="--bind /SRC:/DST"
-        )
-    target = parts[1] if len(parts) > 1 and parts[1] else source
-    recursive = True
-    for opt in parts[2].split(",") if len(parts) > 2 else []:
-        if opt not in ("", "rbind", "norbind"):
-            raise UsageError(
-                f"unsupported bind option {opt!r}", subject=value, hint="rbind|norbind"
-            )
-        recursive = opt != "norbind" if opt else recursive
-    return source, target, readonly, recursive
-
-
 def _private_users(value: str, machine: str) -> tuple[int, int] | None:
     from rootstrap.runner import pick_uid_range
 
@@ -269,34 +229,31 @@ def _private_users(value: str, machine: str) -> tuple[int, int] | None:
     return parsed
 
 
-def run_main(args: list[str], store: str) -> int:
-    """``rootstrap run``: parse nspawn-style options and hand a RunSpec to the runner."""
+class Prepared:
+    """``run``/``boot``/``show`` arguments after the settings file: the options, the image
+    directory and the machine name."""
+
+    def __init__(self, ns: Options, root: str, machine: str) -> None:
+        self.ns = ns
+        self.root = root
+        self.machine = machine
+
+
+def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
+    """Parse ``run``/``boot``/``show`` ARGS, find the image and apply its settings file
+    (rootstrap.settings: nspawn's lookup, trust and precedence), printing the file's
+    warnings. None after printing the help. UsageError/ImageNotFound for bad arguments, a
+    missing image or a malformed settings file. Cost without a settings file: a few stat(2)."""
     options, name, command = _split_run(args)
     if "-h" in options or "--help" in options:
-        print(RUN_USAGE, end="")
-        return 0
+        print(BOOT_USAGE if verb in ("boot", "start") else RUN_USAGE, end="")
+        return None
     ns = _parse_run_options(options)
     if (name is None) == (ns.directory is None):
         raise UsageError(
-            "name an image or give -D DIR (not both)", hint="rootstrap run (NAME | -D DIR) [--] CMD"
+            "name an image or give -D DIR (not both)",
+            hint=f"rootstrap {verb} (NAME | -D DIR)" + (" [--] CMD" if verb == "run" else ""),
         )
-    if not command:
-        raise UsageError("no command given", hint="rootstrap run (NAME | -D DIR) [--] CMD [ARG...]")
-    if ns.network_veth or ns.network_bridge:
-        raise UsageError(
-            "--network-veth and --network-bridge are supported by boot only",
-            hint="--private-network",
-        )
-    from rootstrap.runner import run
-
-    return run(_spec(ns, name, command, store, boot=False)[0])
-
-
-def _spec(
-    ns: _Options, name: str | None, command: list[str], store: str, *, boot: bool
-) -> tuple[RunSpec, str]:
-    """The RunSpec for parsed options, and the machine name. BOOT: nspawn's boot defaults
-    (its full capability set as the base, console read-only when not on a terminal)."""
     if ns.directory is not None:
         root = os.path.realpath(ns.directory)
         if not os.path.isdir(root):
@@ -305,6 +262,53 @@ def _spec(
         assert name is not None
         root = resolve_image(store, name)
     machine = ns.machine or name or os.path.basename(root) or "root"
+    if verb in ("boot", "start"):
+        ns.boot = True
+    if command:
+        ns.parameters = command
+        ns.given.add("start")
+    settle(ns, machine, root)
+    for note in ns.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return Prepared(ns, root, machine)
+
+
+def run_main(args: list[str], store: str) -> int:
+    """``rootstrap run``: parse nspawn-style options and hand a RunSpec to the runner; with
+    no command and a settings file saying Boot=yes, boot the machine instead (as
+    ``systemd-nspawn -M NAME`` does)."""
+    p = prepare(args, store, "run")
+    if p is None:
+        return 0
+    ns = p.ns
+    if ns.boot:
+        return _boot(_plan(p, "run"))
+    if not ns.parameters:
+        raise UsageError(
+            "no command given",
+            hint="rootstrap run (NAME | -D DIR) [--] CMD [ARG...], or Parameters= in NAME.nspawn",
+        )
+    if ns.network_veth or ns.network_bridge:
+        if ns.veth_from is None:
+            raise UsageError(
+                "--network-veth and --network-bridge are supported by boot only",
+                hint="--private-network",
+            )
+        # From a settings file: the machine still gets its own network, loopback only.
+        print(
+            f"warning: {ns.veth_from}: VirtualEthernet= and Bridge= apply to boot only; "
+            "run gets a private network with loopback only",
+            file=sys.stderr,
+        )
+        ns.network_veth, ns.network_bridge = False, None
+    from rootstrap.runner import run
+
+    return run(_spec(ns, p.root, p.machine, ns.parameters, boot=False))
+
+
+def _spec(ns: Options, root: str, machine: str, command: list[str], *, boot: bool) -> RunSpec:
+    """The RunSpec for settled options. BOOT: nspawn's boot defaults (its full capability
+    set as the base, console read-only when not on a terminal)."""
     env: dict[str, str] = {}
     for item in ns.setenv:
         key, eq, value = item.partition("=")
@@ -313,7 +317,7 @@ def _spec(
         env[key] = value if eq else os.environ.get(key, "")
     from rootstrap.runner import Bind, RunSpec, caps
 
-    binds = [_bind(v, False) for v in ns.bind] + [_bind(v, True) for v in ns.bind_ro]
+    binds = [parse_bind(v, False) for v in ns.bind] + [parse_bind(v, True) for v in ns.bind_ro]
     try:
         keep = None
         if ns.capability:
@@ -347,12 +351,12 @@ def _spec(
         private_network=ns.private_network,
         capabilities=None if keep is None else frozenset(keep),
         drop_capabilities=drop,
-        no_new_privileges=_bool(ns.no_new_privileges, "--no-new-privileges"),
+        no_new_privileges=_bool(ns.no_new_privileges or "yes", "--no-new-privileges"),
         syscall_filter=ns.system_call_filter,
         private_users=_private_users(ns.private_users, machine),
         console=console,
     )
-    return spec, machine
+    return spec
 
 
 BOOT_USAGE = """usage: rootstrap boot (NAME | -D DIR) [OPTIONS] [-- INIT-ARG...]
@@ -403,30 +407,26 @@ class BootPlan:
 
 
 def boot_plan(args: list[str], store: str, verb: str = "boot") -> BootPlan | None:
-    """Parse ``boot``'s arguments (also ``start``'s, one image each) into a BootPlan;
-    None after printing the help."""
-    options, name, command = _split_run(args)
-    if "-h" in options or "--help" in options:
-        print(BOOT_USAGE, end="")
-        return None
-    ns = _parse_run_options(options)
-    if (name is None) == (ns.directory is None):
-        raise UsageError(
-            "name an image or give -D DIR (not both)", hint=f"rootstrap {verb} (NAME | -D DIR)"
-        )
+    """Parse ``boot``'s arguments (also ``start``'s, one image each) into a BootPlan, the
+    machine's settings file applied; None after printing the help."""
+    p = prepare(args, store, verb)
+    return None if p is None else _plan(p, verb)
+
+
+def _plan(p: Prepared, verb: str) -> BootPlan:
+    ns = p.ns
     if ns.user is not None or ns.as_pid2:
-        raise UsageError(f"--user and --as-pid2 do not apply to {verb}")
-    spec, machine = _spec(ns, name, ["/sbin/init"], store, boot=True)
-    if not _valid_name(machine):
-        raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
-    return BootPlan(spec, machine, command, ns.network_veth, ns.network_bridge)
+        raise UsageError(
+            f"--user and --as-pid2 do not apply to {verb}"
+            + (" (booting: the settings file says Boot=yes)" if verb == "run" else "")
+        )
+    if not _valid_name(p.machine):
+        raise UsageError("invalid machine name", subject=p.machine, hint="-M NAME: [A-Za-z0-9._-]")
+    spec = _spec(ns, p.root, p.machine, ["/sbin/init"], boot=True)
+    return BootPlan(spec, p.machine, ns.parameters, ns.network_veth, ns.network_bridge)
 
 
-def boot_main(args: list[str], store: str) -> int:
-    """``rootstrap boot``: the image's init as PID 1 (runner/boot.py)."""
-    plan = boot_plan(args, store)
-    if plan is None:
-        return 0
+def _boot(plan: BootPlan) -> int:
     from rootstrap.runner.boot import boot
 
     return boot(
@@ -436,6 +436,12 @@ def boot_main(args: list[str], store: str) -> int:
         network_veth=plan.network_veth,
         network_bridge=plan.network_bridge,
     )
+
+
+def boot_main(args: list[str], store: str) -> int:
+    """``rootstrap boot``: the image's init as PID 1 (runner/boot.py)."""
+    plan = boot_plan(args, store)
+    return 0 if plan is None else _boot(plan)
 
 
 def _signal_number(value: str) -> int:
