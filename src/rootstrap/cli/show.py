@@ -1,9 +1,108 @@
-"""Placeholder: being written (issue 10)."""
+"""``rootstrap show NAME [run/boot options]``: a machine's effective settings.
+
+What ``run``/``boot`` would use after reading the machine's .nspawn file (rootstrap.settings)
+and the options given here, as ``KEY=VALUE`` lines named after systemd.nspawn(5)'s keys (or
+``--json``), with ``SettingsFile=`` (the file read, empty for none) and ``State=`` (running or
+stopped, from the registry). Lists are space-separated words, quoted as the settings file
+would need them. Lean like cli/lean.py: no typer, errors through its boundary.
+"""
 
 from __future__ import annotations
 
-from rootstrap.errors import UsageError
+from rootstrap.errors import RootstrapError
+
+SHOW_USAGE = """usage: rootstrap show (NAME | -D DIR) [run/boot options] [--json] [-- CMD...]
+
+The effective settings of machine NAME: its settings file (NAME.nspawn in /etc/systemd/nspawn,
+/run/systemd/nspawn or beside the image) merged with the options given, as systemd-nspawn
+merges them. Warnings about the file go to stderr; a malformed file is an error.
+"""
 
 
-def main(*args: object) -> int:
-    raise UsageError("not implemented yet")
+def _word(word: str) -> str:
+    """WORD as a settings file's word list needs it (systemd unquotes, has no escapes)."""
+    if word and not any(c.isspace() or c in "'\"" for c in word):
+        return word
+    return f"'{word}'" if '"' in word else f'"{word}"'
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def effective(args: list[str], store: str) -> dict[str, object] | None:
+    """The effective settings for ``run``/``boot`` ARGS as a dict keyed by nspawn's names
+    (values: str, bool or list of str); None after printing the help. Raises as run does
+    for a bad option, a missing image or a malformed settings file. Cost: a few stat(2), the
+    settings file's parse, one registry read."""
+    from rootstrap.cli.lean import _immutable, prepare
+    from rootstrap.runner import registry
+
+    p = prepare(args, store, "show")
+    if p is None:
+        return None
+    ns = p.ns
+    boot = bool(ns.boot)
+    try:
+        state = "running" if registry.lookup(p.machine) is not None else "stopped"
+    except RootstrapError:
+        state = "stopped"  # a name the registry cannot hold is not running
+    if boot:
+        nnp = False  # runner/boot.py: as nspawn --boot, no_new_privs stays off
+    else:
+        nnp = (ns.no_new_privileges or "yes").lower() in ("1", "yes", "y", "true", "t", "on")
+    return {
+        "Name": p.machine,
+        "Image": p.root,
+        "SettingsFile": ns.settings_file or "",
+        "SettingsTrusted": bool(ns.settings_file) and ns.settings_trusted,
+        "State": state,
+        "Boot": boot,
+        "Parameters": list(ns.parameters),
+        "Environment": list(ns.setenv),
+        "User": ns.user or "",
+        "WorkingDirectory": ns.chdir,
+        "Hostname": ns.hostname or p.machine,
+        "SystemCallFilter": list(ns.system_call_filter),
+        "Capability": list(ns.capability),
+        "DropCapability": list(ns.drop_capability),
+        "NoNewPrivileges": nnp,
+        "PrivateUsers": ns.private_users,
+        "Ephemeral": ns.ephemeral,
+        "ReadOnly": ns.read_only or (not ns.ephemeral and _immutable(p.root)),
+        "Bind": list(ns.bind),
+        "BindReadOnly": list(ns.bind_ro),
+        "TemporaryFileSystem": list(ns.tmpfs),
+        "Private": ns.private_network,
+        "VirtualEthernet": ns.network_veth,
+        "Bridge": ns.network_bridge or "",
+    }
+
+
+def main(args: list[str], store: str) -> int:
+    """``rootstrap show``: print the effective settings (``--json``: one JSON object)."""
+    if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
+        print(SHOW_USAGE, end="")
+        return 0
+    head = args[: args.index("--")] if "--" in args else args
+    as_json = "--json" in head
+    rest = [a for i, a in enumerate(args) if not (a == "--json" and i < len(head))]
+    values = effective(rest, store)
+    if values is None:
+        return 0
+    if as_json:
+        import json
+
+        print(json.dumps(values, indent=2))
+        return 0
+    out = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = _yes(value)
+        elif isinstance(value, list):
+            text = " ".join(_word(str(v)) for v in value)
+        else:
+            text = str(value)
+        out.append(f"{key}={text}")
+    print("\n".join(out))
+    return 0
