@@ -41,6 +41,12 @@ ENV = {
 
 POLICY_RC_D = b"#!/bin/sh\n# rootstrap: no daemon starts while the image is built\nexit 101\n"
 SSD_STUB = b"#!/bin/sh\necho 'Warning: Fake start-stop-daemon called, doing nothing' >&2\nexit 0\n"
+# The scripts run as PID 2 of a fresh pid namespace, whose PID 1 shares their root: to
+# debianutils' ischroot that is a booted system, not a chroot, and libc6's postinst then runs
+# `telinit u; sleep 1` (a second of every bootstrap). Under debootstrap and mmdebstrap the
+# scripts run in a chroot; a stub bound over ischroot for the run says the same.
+ISCHROOT = "/usr/bin/ischroot"
+ISCHROOT_STUB = b"#!/bin/sh\n# rootstrap: the image is being built, as in a chroot\nexit 0\n"
 
 # dpkg's words for a failed script (src/main/script.c / errors.c), to name package and script.
 _DPKG_FAILED = re.compile(r"dpkg: error processing package (\S+) \((--\w+)\)")
@@ -217,10 +223,20 @@ class _StopOnInterrupt(Hooks):
 
 def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
     """Run the configure script in ROOT through the runner; return its output."""
-    from rootstrap.runner import RunSpec, run
+    from rootstrap.runner import Bind, RunSpec, run
 
     hooks = _StopOnInterrupt()
-    with tempfile.TemporaryFile() as log, open(os.devnull, "rb") as null:
+    with (
+        tempfile.TemporaryFile() as log,
+        open(os.devnull, "rb") as null,
+        tempfile.TemporaryDirectory(prefix="rootstrap-stubs.") as stubs,
+    ):
+        binds = []
+        if in_root(root, ISCHROOT).is_file():
+            stub = Path(stubs, "ischroot")
+            stub.write_bytes(ISCHROOT_STUB)
+            stub.chmod(0o755)
+            binds.append(Bind(stub, ISCHROOT, readonly=True))
         # The script goes in as `sh -c`: nothing to write into the root, nothing to remove.
         code = run(
             RunSpec(
@@ -228,6 +244,7 @@ def run_configure(root: Path, steps: Sequence[Step], hostname: str) -> str:
                 argv=("/bin/sh", "-c", script(steps), "rootstrap-configure"),
                 env=ENV,
                 hostname=hostname,
+                binds=binds,
                 stdin=null.fileno(),
                 stdout=log.fileno(),
                 stderr=log.fileno(),

@@ -308,12 +308,15 @@ def test_daemon_starts_are_blocked_and_guards_restored(published: Published) -> 
     attempts = (state / "attempts").read_text().split()
     # The postinst ran every attempt ...
     assert attempts[:2] == ["ssd", "invoke-rc.d"] and "systemctl" in attempts
+    # ischroot said "a chroot" (so libc6's postinst skipped its `telinit u; sleep 1`) ...
+    assert attempts[-1] == "ischroot=0"
     # ... and none of them started anything.
     assert sorted(p.name for p in state.iterdir()) == ["attempts"]
     # The guards are gone: no policy-rc.d, the real start-stop-daemon back in place.
     assert not (root / "usr/sbin/policy-rc.d").exists()
     assert not (root / "usr/sbin/start-stop-daemon.REAL").exists()
     assert (root / "usr/sbin/start-stop-daemon").read_bytes()[:4] == b"\x7fELF"
+    assert (root / "usr/bin/ischroot").read_bytes()[:4] == b"\x7fELF"  # the stub was a mount
     assert not list((root / "usr/sbin").glob("*rootstrap*"))
 
 

@@ -82,6 +82,9 @@ mark systemctl
 if command -v systemctl >/dev/null 2>&1; then
   systemctl start daemon-starter.service || true
 fi
+# As under debootstrap's chroot, the scripts are told they run in a chroot.
+rc=0; ischroot || rc=$?
+mark "ischroot=$rc"
 exit 0
 """
 
