@@ -43,6 +43,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -113,6 +114,8 @@ _STANZA = re.compile(
 # Each value with its continuation lines: a folded Provides must not lose its tail.
 _OPTIONAL = re.compile(rb"\n(?i:(provides|priority|essential)):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
 _Match = re.Match
+_OPTIONAL_NAMES_ORDER: Final = (b"Provides", b"Priority", b"Essential")
+_OPTIONAL_NAMES: Final = frozenset(_OPTIONAL_NAMES_ORDER)
 _WS_LINE = re.compile(rb"\n[ \t]+(?=\n)")
 _NAMES_OK = re.compile(r"(?:[a-z0-9][a-z0-9+.-]+\n)*")
 _VERSIONS_OK = re.compile(r"(?:(?:[0-9]+:)?[0-9][A-Za-z0-9.+~:-]*\n)*")
@@ -231,32 +234,30 @@ class _Builder:
         del matches
         # Provides, Priority and Essential in one scan, any spelling: an odd one ("provides:")
         # sends the chunk to the general parser. (An odd Package/Version/Architecture already
-        # did: the head pattern misses its stanza and the counts above disagree; a field given
-        # twice is caught when its stanza is parsed.)
-        by_field: dict[bytes, list[tuple[int, bytes]]] = {
-            b"Provides": [],
-            b"Priority": [],
-            b"Essential": [],
-        }
-        for m in _OPTIONAL.finditer(buf):
-            found = by_field.get(m[1])
-            if found is None:
-                return False
-            found.append((m.start(), m[2]))
-        optional = []
-        for found in by_field.values():
-            at = [p for p, _v in found]
+        # did: the stanza pattern misses its stanza and the tiling breaks; a field given twice
+        # is caught when its stanza is parsed.)
+        found = list(_OPTIONAL.finditer(buf))
+        kinds = list(map(_Match.group, found, repeat(1)))
+        if not _OPTIONAL_NAMES.issuperset(kinds):
+            return False
+        positions = list(map(_Match.start, found))
+        values = list(map(_Match.group, found, repeat(2)))
+        del found
+        optional: list[tuple[list[int], list[bytes]]] = []
+        for kind in _OPTIONAL_NAMES_ORDER:
+            at = list(compress(positions, map(kind.__eq__, kinds)))
+            field_values = list(compress(values, map(kind.__eq__, kinds)))
             if (
-                len(found) == count
+                len(at) == count
                 and all(map(int.__lt__, starts, at))
                 and all(map(int.__lt__, at, bounds))
             ):
-                hits = [(i, v) for i, (_p, v) in enumerate(found)]  # one in every stanza
+                ids: list[int] = list(range(count))  # one in every stanza
             else:
-                hits = [(bisect_right(starts, p) - 1, v) for p, v in found]
-                if len({i for i, _v in hits}) != len(hits):
+                ids = [bisect_right(starts, p) - 1 for p in at]
+                if len(set(ids)) != len(ids):
                     return False  # a field twice in one stanza: let the slow path say where
-            optional.append(hits)
+            optional.append((ids, field_values))
         base = len(self.names)
         names = [h[0].decode("ascii", "replace").strip() for h in heads]
         versions = [h[1].decode("ascii", "replace").strip() for h in heads]
@@ -270,40 +271,46 @@ class _Builder:
             for i, (n, v, a) in enumerate(zip(names, versions, arch_names, strict=True)):
                 if not (NAME_RE.match(n) and VERSION_RE.match(v) and ARCH_RE.match(a)):
                     skip.add(i)
+        # buf position p (the "\n" ahead of a stanza) is the stanza's file offset - OFFSET;
+        # a stanza's end is the file offset of its bound - 1.
         if skip:
-            keep = [i for i in range(count) if i not in skip]
             for i in sorted(skip):
                 self.rejected.append(f"{names[i]!r} {versions[i]!r} {arch_names[i]!r}")
-        else:
-            keep = range(count)  # type: ignore[assignment]
-        remap = {old: base + new for new, old in enumerate(keep)} if skip else None
-        # buf offsets are text offsets + 1; a stanza runs from after its leading "\n".
-        shift = offset  # buf position p (a "\n") -> file offset of the stanza = offset + p
-        if skip:
+            keep = [i for i in range(count) if i not in skip]
+            number: Callable[[int], int | None] = {
+                old: base + new for new, old in enumerate(keep)
+            }.get
             self.names += [names[i] for i in keep]
             self.versions += [versions[i] for i in keep]
             self.archs += [arch_names[i] for i in keep]
-            self.starts.extend(shift + starts[i] for i in keep)
-            self.ends.extend(shift + bounds[i] - 1 for i in keep)
+            self.starts.extend(offset + starts[i] for i in keep)
+            self.ends.extend(offset + bounds[i] - 1 for i in keep)
         else:
+            number = base.__add__
             self.names += names
             self.versions += versions
             self.archs += arch_names
-            self.starts.extend(shift + p for p in starts)
-            self.ends.extend(shift + b - 1 for b in bounds)
-        hits_prov, hits_prio, hits_ess = optional
-        for i, value in hits_prov:
-            j = remap.get(i) if remap is not None else base + i
-            if j is None:
-                continue
-            for virtual, version in parse_provides(value.decode("utf-8", "replace")):
-                self.provides.append((virtual, j, version))
-        for i, value in hits_prio:
-            j = remap.get(i) if remap is not None else base + i
+            self.starts.extend(map(offset.__add__, starts))
+            self.ends.extend(map((offset - 1).__add__, bounds))
+        (prov_ids, prov_values), (prio_ids, prio_values), (ess_ids, ess_values) = optional
+        for i, value in zip(prov_ids, prov_values, strict=True):
+            j = number(i)
             if j is not None:
-                self.priority.setdefault(value.decode("ascii", "replace").strip(), []).append(j)
-        for i, value in hits_ess:
-            j = remap.get(i) if remap is not None else base + i
+                for virtual, version in parse_provides(value.decode("utf-8", "replace")):
+                    self.provides.append((virtual, j, version))
+        if not skip and len(prio_ids) == count:
+            # The common case, grouped in C: one pass per distinct value (a handful).
+            for value in dict.fromkeys(prio_values):  # first-seen order, as the loop below
+                self.priority.setdefault(value.decode("ascii", "replace").strip(), []).extend(
+                    compress(range(base, base + count), map(value.__eq__, prio_values))
+                )
+        else:
+            for i, value in zip(prio_ids, prio_values, strict=True):
+                j = number(i)
+                if j is not None:
+                    self.priority.setdefault(value.decode("ascii", "replace").strip(), []).append(j)
+        for i, value in zip(ess_ids, ess_values, strict=True):
+            j = number(i)
             if j is not None and value.strip().lower() == b"yes":
                 self.essential.append(j)
         return True
