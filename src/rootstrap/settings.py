@@ -107,7 +107,8 @@ GROUP = {
 class Settings:
     """One parsed .nspawn file. None (or an empty list) means the file does not set it.
 
-    ``lines`` maps a setting group to the line that (last) set it, for warnings."""
+    ``lines`` maps a setting group to the line that first set it, scalars to the line that
+    last did: what the warnings name."""
 
     def __init__(self, path: str, trusted: bool) -> None:
         self.path = path
@@ -409,10 +410,10 @@ def _assign(s: Settings, key: str, value: str, line: int) -> None:
             raise ValueError(f"invalid hostname {value!r}")
         s.hostname = value or None
     elif key == "SystemCallFilter":
-        s.lines["syscall_filter"] = line
+        s.lines.setdefault("syscall_filter", line)
         s.syscall_filter = [] if empty else [*s.syscall_filter, value]
     elif key in ("Capability", "DropCapability"):
-        s.lines["capability"] = line
+        s.lines.setdefault("capability" if key == "Capability" else "drop_capability", line)
         names = split_words(value)
         if names:
             from rootstrap.runner import caps  # only for files that name capabilities
@@ -455,7 +456,7 @@ def _assign(s: Settings, key: str, value: str, line: int) -> None:
             _check_port(value)
             s.port.append(value)
     else:  # [Network] Private, VirtualEthernet, Bridge
-        s.lines["network"] = line
+        s.lines.setdefault("network", line)
         if key == "Bridge":
             if not empty and not _valid_ifname(value):
                 raise ValueError(f"invalid interface name {value!r}")
