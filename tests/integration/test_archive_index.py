@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import marshal
+import os
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import zstandard
 
 from rootstrap import recipes
 from rootstrap.archive import Archive, open_archive
+from rootstrap.archive import index as idx
 from rootstrap.archive.http import Http
 from rootstrap.errors import ArchiveIndexError, DownloadError, IntegrityError, RootstrapError
 from tests.support.archive import Archive as FixtureArchive
@@ -53,6 +57,28 @@ def files_under(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
 
 
+def children() -> set[int]:
+    """This process's child processes, zombies included (/proc/PID/task/TID/children)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            found.update(int(pid) for pid in (task / "children").read_text().split())
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return found
+
+
+def pipes() -> int:
+    """How many pipe ends this process holds open (the decoder's are the only pipes here)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except FileNotFoundError:
+            pass  # the listing's own descriptor
+    return count
+
+
 def fails(
     server: FaultServer,
     cache: Path,
@@ -61,10 +87,14 @@ def fails(
     error: type[RootstrapError] = IntegrityError,
     **kwargs: Any,
 ) -> RootstrapError:
+    before, open_pipes = children(), pipes()
     with pytest.raises(error, match=match) as info:
         open_local(server.url, keyring, cache, **kwargs)
     assert files_under(cache) == [], "a failed index left something in the cache"
     assert "\n" not in str(info.value)
+    # The forked decoder is killed and reaped, its pipes closed, whatever the failure.
+    assert children() <= before, "a decoder process outlived the failure"
+    assert pipes() == open_pipes
     return info.value
 
 
@@ -370,3 +400,107 @@ def test_any_index_fetch_failure_is_fatal(
     srv.fault("*/binary-amd64/*", kind, **params)
     exc = fails(srv, cache, local_mirror.keyring, match, DownloadError)
     assert exc.subject and "/dists/bookworm/main/binary-amd64/" in exc.subject
+
+
+# -- the forked decoder (index.py's _Inflater) -----------------------------------------------
+
+
+def _big_index(stanzas: int) -> bytes:
+    """A canonical index of STANZAS packages: several MiB, so its decoder is still running
+    when the parent is interrupted after the first chunk."""
+    filler = " ".join(f"word{i}" for i in range(60))
+    return "\n".join(
+        f"Package: pkg{i}\nVersion: 1.{i}\nArchitecture: amd64\nPriority: optional\n"
+        f"Filename: pool/main/p/pkg{i}/pkg{i}_1.{i}_amd64.deb\nSize: 1000\nSHA256: {'a' * 64}\n"
+        f"Description: package {i}\n {filler}\n"
+        for i in range(stanzas)
+    ).encode()
+
+
+@pytest.mark.hazard(66)
+@pytest.mark.timeout(60)
+def test_sigint_during_the_parse_kills_the_decoder(
+    plain_archive: FixtureArchive,
+    fault_server: Any,
+    cache: Path,
+    test_key: TestKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sign_listing(plain_archive, {INDEX + ".xz": lzma.compress(_big_index(20000))})
+    srv = fault_server(plain_archive.root)
+    seen: list[set[int]] = []
+    original = idx._Builder.add_chunk
+
+    def interrupted(self: idx._Builder, buf: bytes, offset: int) -> None:
+        original(self, buf, offset)
+        seen.append(children())
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal: KeyboardInterrupt right here
+
+    monkeypatch.setattr(idx._Builder, "add_chunk", interrupted)
+    before, open_pipes = children(), pipes()
+    with pytest.raises(KeyboardInterrupt):
+        open_local(srv.url, test_key.keyring, cache)
+    decoders = seen[0] - before
+    assert len(decoders) == 1, "the decoder was not running beside the parse"
+    assert not children() & decoders and not any(Path(f"/proc/{p}").exists() for p in decoders)
+    assert pipes() == open_pipes
+    assert files_under(cache) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_decoder_killed_from_outside_is_a_clean_error(
+    plain_archive: FixtureArchive,
+    fault_server: Any,
+    cache: Path,
+    test_key: TestKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel's OOM killer, say: the parent sees the pipe end early and says why."""
+    sign_listing(plain_archive, {INDEX + ".xz": lzma.compress(_big_index(20000))})
+    srv = fault_server(plain_archive.root)
+    original = idx._Builder.add_chunk
+    killed: list[int] = []
+
+    def kill_decoder(self: idx._Builder, buf: bytes, offset: int) -> None:
+        if not killed:
+            for pid in children():
+                if Path(f"/proc/{pid}/status").read_text().startswith("Name:\tpython"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        original(self, buf, offset)
+
+    monkeypatch.setattr(idx._Builder, "add_chunk", kill_decoder)
+    exc = fails(srv, cache, test_key.keyring, r"killed by signal 9", RootstrapError)
+    assert killed and exc.hint == "out of memory?"
+    assert exc.subject and exc.subject.endswith(".xz")
+
+
+@pytest.mark.parametrize("ext", [".xz", ".gz", ".zst", ""])
+def test_every_compression_gives_the_same_table(
+    plain_archive: FixtureArchive,
+    fault_server: Any,
+    tmp_path: Path,
+    test_key: TestKey,
+    ext: str,
+) -> None:
+    """Decoded in the child (or read as is when plain): the cache holds the same text and
+    table as parsing the text in memory."""
+    text = _big_index(3000)
+    data = {
+        ".xz": lzma.compress,
+        ".gz": gzip.compress,
+        ".zst": zstandard.ZstdCompressor().compress,
+        "": bytes,
+    }[ext](text)
+    sign_listing(plain_archive, {INDEX + ext: data})
+    srv = fault_server(plain_archive.root)
+    cache = tmp_path / ext.strip(".")
+    archive = open_local(srv.url, test_key.keyring, cache)
+    assert len(archive.tables[0]) == 3000
+    key = archive.tables[0].key
+    assert (cache / "indexes" / f"{key}.packages").read_bytes() == text
+    table = marshal.loads((cache / "indexes" / f"{key}.table").read_bytes())
+    expected = idx._Builder("x")
+    chunker = idx._Chunker(expected, None)
+    chunker.feed(idx._Text().feed(text, final=True), final=True)
+    assert table == expected.finish(key, len(text))

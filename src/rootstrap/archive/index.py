@@ -687,8 +687,9 @@ class _Inflater:
     READ: Final = 1 << 20  # one pipe's worth (the default pipe-max-size)
     FEED: Final = 1 << 16  # compressed input per decoder call in the child
 
-    def __init__(self, kind: str, data: bytes) -> None:
+    def __init__(self, kind: str, data: bytes, subject: str) -> None:
         self.kind = kind
+        self.subject = subject
         self._data: bytes | None = data
         self._pid = 0
         self._read_fd = -1
@@ -714,7 +715,9 @@ class _Inflater:
         except OSError as exc:
             for fd in (read_fd, write_fd, status_fd, status_write_fd):
                 os.close(fd)
-            raise ResourceError(f"cannot start the decompressor: {exc.strerror}") from exc
+            raise ResourceError(
+                f"cannot start the decompressor: {exc.strerror}", subject=self.subject
+            ) from exc
         if pid == 0:  # pragma: no cover - the child ends in os._exit, coverage never sees it
             _inflate_child(decoder, data, write_fd, status_write_fd)
         os.close(write_fd)
@@ -755,6 +758,7 @@ class _Inflater:
         raise ResourceError(
             f"the {self.kind} decompressor process failed "
             + (f"(killed by signal {-code})" if code < 0 else f"(exit status {code})"),
+            subject=self.subject,
             hint="out of memory?" if code == -signal.SIGKILL else None,
         )
 
@@ -1045,7 +1049,7 @@ def _fetch_one(
 
     builder = _Builder(origin, lines_before)
     normaliser = _Text()
-    inflater = _Inflater(source.kind, data)
+    inflater = _Inflater(source.kind, data, source.url)
     del data  # the child has its copy; ours goes now
     try:
         chunker = _Chunker(builder, out.write)
