@@ -31,7 +31,20 @@ def _copy_winsize(src: int, dst: int) -> None:
         pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def read_pty(master: int) -> bytes | None:
+    """What the non-blocking pty MASTER holds: None for nothing yet, b"" once no slave end
+    is left (EIO: the container is gone)."""
+    try:
+        return os.read(master, 65536)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def write_all(fd: int, data: bytes) -> None:
     while data:
         try:
             n = os.write(fd, data)
@@ -85,22 +98,17 @@ def relay(master: int, mode: str, pidfd: int, escape: Callable[[], None] | None 
                         escape()
                         continue
                 if data:
-                    _write_all(master, data)
+                    write_all(master, data)
                 else:
                     reading.remove(0)
             if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except BlockingIOError:
+                output = read_pty(master)
+                if output is None:
                     continue
-                except OSError as exc:
-                    if exc.errno == errno.EIO:  # all slave ends closed: the container is gone
-                        return
-                    raise
-                if not data:
+                if not output:
                     return
                 if mode != "passive":
-                    _write_all(1, data)
+                    write_all(1, output)
     finally:
         if old_winch is not None:
             signal.signal(signal.SIGWINCH, old_winch)

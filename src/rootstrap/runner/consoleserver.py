@@ -18,12 +18,12 @@ Standard library only (runner/ rule); imported by boot only when the mode is use
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import socket
 
 from rootstrap.errors import RunnerError
+from rootstrap.runner.console import read_pty, write_all
 
 ROOT = "/run/rootstrap/console"
 BACKLOG = 4096  # bytes of recent output a new login sees first
@@ -51,16 +51,6 @@ def listen(machine: str, root: str = ROOT) -> socket.socket:
         os.umask(old)
     sock.listen(4)
     return sock
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        data = data[n:]
 
 
 class _Client:
@@ -111,28 +101,23 @@ def serve(master: int, pidfd: int, listener: socket.socket, output: int = 1) -> 
             except OSError:
                 data = b""
             if data:
-                _write_all(master, data)
+                write_all(master, data)
             else:
                 client.conn.close()
                 client = None
         if master in ready:
-            try:
-                data = os.read(master, 65536)
-            except BlockingIOError:
+            chunk = read_pty(master)
+            if chunk is None:
                 continue
-            except OSError as exc:
-                if exc.errno == errno.EIO:  # no slave end left: the machine is gone
-                    break
-                raise
-            if not data:
+            if not chunk:
                 break
             try:
-                _write_all(output, data)
+                write_all(output, chunk)
             except OSError:
                 pass
-            recent += data
+            recent += chunk
             del recent[:-BACKLOG]
-            if client is not None and not client.send(data):
+            if client is not None and not client.send(chunk):
                 client.conn.close()
                 client = None
     if client is not None:
@@ -226,7 +211,7 @@ def attach(machine: str, path: str, banner: bool = True) -> int:
                 data = conn.recv(65536)
                 if not data:
                     break
-                _write_all(1, data)
+                write_all(1, data)
             if 0 in ready:
                 data = os.read(0, 65536)
                 if not data:
