@@ -643,16 +643,32 @@ def test_debootstrap_image_boots(debootstrap_boot_root: Path) -> None:
     assert _host_mounts() == before
 
 
+def empty_root_password(store: Path, where: Path) -> Path:
+    """A copy of IMAGE's /etc/shadow in WHERE with root's password empty (Debian's pam_unix
+    takes it with nullok): bound over the image's, it lets a test log in at the console
+    without changing the image."""
+    lines = (store / IMAGE / "etc/shadow").read_text().splitlines()
+    lines = [("root::" + x.split(":", 2)[2]) if x.startswith("root:") else x for x in lines]
+    shadow = where / "shadow"
+    shadow.write_text("\n".join(lines) + "\n")
+    shadow.chmod(0o640)
+    return shadow
+
+
+def log_in_as_root(fd: int) -> None:
+    """At a getty's ``login:`` on the pty FD: log in as root, run a command, check its tty."""
+    os.write(fd, b"root\r")
+    _read_until(fd, b"# ", 30)
+    os.write(fd, b"echo logged-$((40+2)) $(tty)\r")
+    seen = _read_until(fd, b"logged-42 ", 30)
+    assert b"logged-42 /dev/console" in seen, seen[-500:]
+
+
 def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> None:
     """The seed's flow: boot on a terminal, log in at the console's getty, run a command,
     leave with Ctrl-] three times. (root gets an empty password through a bound shadow
     file: Debian's pam_unix takes it with nullok; the image itself is not changed.)"""
-    shadow = (boot_store / IMAGE / "etc/shadow").read_text().splitlines()
-    shadow = [
-        ("root::" + line.split(":", 2)[2]) if line.startswith("root:") else line for line in shadow
-    ]
-    (tmp_path / "shadow").write_text("\n".join(shadow) + "\n")
-    (tmp_path / "shadow").chmod(0o640)
+    shadow = empty_root_password(boot_store, tmp_path)
     name = uniq("t-login")
     pid, fd = pty.fork()
     if pid == 0:
@@ -670,16 +686,12 @@ def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> N
                 name,
                 "-x",
                 "--bind-ro",
-                f"{tmp_path / 'shadow'}:/etc/shadow",
+                f"{shadow}:/etc/shadow",
             ],
         )
     try:
         _read_until(fd, b"login: ", 60)
-        os.write(fd, b"root\r")
-        _read_until(fd, b"# ", 30)
-        os.write(fd, b"echo logged-$((40+2)) $(tty)\r")
-        seen = _read_until(fd, b"logged-42 ", 30)
-        assert b"logged-42 /dev/console" in seen, seen[-500:]
+        log_in_as_root(fd)
         os.write(fd, b"\x1d\x1d\x1d")
         _, status = os.waitpid(pid, 0)
         pid = 0

@@ -152,13 +152,10 @@ def test_login_to_the_console_and_detach(
     """login shows the getty at once (recent output replayed), a root shell works, Ctrl-]
     three times detaches and the machine keeps running; a second login meanwhile is refused
     cleanly; after a detach one can log in again."""
-    shadow = (boot_store / IMAGE / "etc/shadow").read_text().splitlines()
-    shadow = [("root::" + x.split(":", 2)[2]) if x.startswith("root:") else x for x in shadow]
-    (tmp_path / "shadow").write_text("\n".join(shadow) + "\n")
-    (tmp_path / "shadow").chmod(0o640)
+    shadow = test_boot.empty_root_password(boot_store, tmp_path)
     name = uniq("t-svc-login")
     names.append(name)
-    _start(boot_store, name, "--bind-ro", f"{tmp_path / 'shadow'}:/etc/shadow")
+    _start(boot_store, name, "--bind-ro", f"{shadow}:/etc/shadow")
 
     for round_ in range(2):
         pid, fd = pty.fork()
@@ -172,11 +169,7 @@ def test_login_to_the_console_and_detach(
                 assert busy.returncode != 0
                 assert busy.stderr.startswith(f"error: {name}: another login is attached")
                 assert len(busy.stderr.splitlines()) == 2  # error + hint, no traceback
-                os.write(fd, b"root\r")
-                _read_until(fd, b"# ", 30)
-                os.write(fd, b"echo logged-$((40+2)) $(tty)\r")
-                seen = _read_until(fd, b"logged-42 ", 30)
-                assert b"logged-42 /dev/console" in seen, seen[-500:]
+                test_boot.log_in_as_root(fd)
             os.write(fd, b"\x1d\x1d\x1d")
             assert f"Detached from machine {name}".encode() in _read_until(fd, b"machine", 10)
             _, status = os.waitpid(pid, 0)
