@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
+from typing import Any
 
 import pytest
 import zstandard
@@ -214,6 +215,9 @@ def test_chunked_parse_matches_whole_parse(monkeypatch: pytest.MonkeyPatch) -> N
     whole = table_view(many)
     monkeypatch.setattr(idx, "CHUNK", 997)  # cut mid-stanza, mid-line, everywhere
     assert table_view(many) == whole
+    # parse_index_bytes hands over one piece; the decoder's pieces arrive 1000 bytes at a time
+    # here, so the 997-byte chunks really are cut (byte ranges and all).
+    assert raw_table(many, 997, True, monkeypatch) == raw_table(many, 1 << 30, True, monkeypatch)
 
 
 # -- decoders (HAZARDS 20, 25) --------------------------------------------------------------
@@ -335,3 +339,73 @@ def test_random_indexes_fast_path_matches_the_oracle(
     assert found == packages
     assert set(index.essential_names()) == essential
     assert {v for v in virtual if index.providers(v)} == virtual
+
+
+def raw_table(data: bytes, chunk: int, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The table exactly as cached (byte ranges, priorities, provides, essential, rejects)."""
+    with monkeypatch.context() as m:
+        m.setattr(idx, "CHUNK", chunk)
+        if not fast:
+            m.setattr(idx._Builder, "_fast", lambda self, buf, offset: False)
+        builder = idx._Builder("x/main")
+        parts: list[bytes] = []
+        chunker = idx._Chunker(builder, parts.append)
+        text = idx._Text()
+        for pos in range(0, len(data), 1000):  # as the decoder's pieces arrive
+            chunker.feed(text.feed(data[pos : pos + 1000]))
+        chunker.feed(text.feed(b"", final=True), final=True)
+        return builder.finish("k", len(b"".join(parts)))
+
+
+ODDITIES = {
+    "blank-run": lambda t: t.replace("\n\nPackage:", "\n\n\nPackage:", 1),
+    "leading-blank": lambda t: "\n\n" + t,
+    "no-version": lambda t: t.replace("Version: 1.3\n", "", 1),
+    "arch-first": lambda t: t.replace("Version:", "Xv:", 1).replace(
+        "Architecture:", "Version: 9\nArchitecture:", 1
+    ),
+    "odd-case": lambda t: t.replace("Priority:", "PRIORITY:", 1),
+    "bad-name": lambda t: t.replace("Package: pkg2\n", "Package: Pkg_2\n", 1),
+    "essential-early": lambda t: t.replace("Version: 1.1\n", "Version: 1.1\nEssential: yes\n", 1),
+    "folded-provides": lambda t: t.replace("Provides: v", "Provides:\n v", 1),
+}
+
+
+@pytest.mark.hazard(22)
+@pytest.mark.parametrize("seed", range(16))
+def test_fast_path_table_is_identical_to_the_general_parsers(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte ranges included: whatever a chunk holds, the fast path either builds exactly the
+    general parser's table or hands the chunk over."""
+    import random
+
+    rng = random.Random(seed)
+    texts = []
+    for i in range(rng.randint(20, 120)):
+        extra: dict[str, str] = {}
+        if rng.random() < 0.3:
+            extra["Provides"] = ", ".join(f"v{rng.randint(0, 5)}" for _ in range(2)) + " (= 1)"
+        if rng.random() < 0.1:
+            extra["Essential"] = rng.choice(["yes", "no", "Yes"])
+        if rng.random() < 0.2:
+            extra["Priority"] = rng.choice(["required", "important", "extra"])
+        if rng.random() < 0.2:
+            extra["Priority"] = None  # type: ignore[assignment]
+        arch = rng.choice(["amd64", "all", "arm64"])
+        texts.append(stanza(f"pkg{i}", f"1.{i % 4}", arch, **extra))
+    data = "\n".join(texts)
+    for name in rng.sample(sorted(ODDITIES), rng.randint(0, 2)):
+        data = ODDITIES[name](data)
+    raw = data.encode()
+    taken: list[bool] = []
+    original = idx._Builder._fast
+
+    def spy(self: idx._Builder, buf: bytes, offset: int) -> bool:
+        taken.append(original(self, buf, offset))
+        return taken[-1]
+
+    monkeypatch.setattr(idx._Builder, "_fast", spy)
+    for chunk in (300, 4096, 1 << 20):
+        assert raw_table(raw, chunk, True, monkeypatch) == raw_table(raw, chunk, False, monkeypatch)
+    assert any(taken), "the fast path never ran: the comparison would be slow against slow"
