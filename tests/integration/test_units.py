@@ -394,6 +394,15 @@ def _binds() -> list[str]:
     return [f"--bind-ro={p}" for p in sorted(keep)]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when pytest dies (a killed test run must not leave
+    a booted container behind; nspawn shuts the guest down on SIGTERM)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, 15, 0, 0, 0)
+
+
 class SystemdContainer:
     """The cached bookworm image booted by systemd-nspawn (the compatibility oracle of
     DESIGN.md) on a throw-away overlay, so systemd is PID 1 in there; commands run in it
@@ -416,6 +425,7 @@ class SystemdContainer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.leader = 0
         for _ in range(300):
