@@ -11,7 +11,7 @@ import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,10 +50,9 @@ class Machine:
     def nspawn(self, *args: str) -> subprocess.CompletedProcess[str]:
         """systemd-nspawn on the same tree; its machine name is the directory's name, so it
         reads the same settings file."""
+        argv = ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(self.image)]
         return subprocess.run(
-            ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(self.image)]
-            + list(args)
-            + ["sh", "-c", PROBE],
+            [*argv, *args, "sh", "-c", PROBE],
             capture_output=True,
             text=True,
             timeout=120,
@@ -77,10 +76,10 @@ def machine(tmp_path: Path) -> Iterator[Machine]:
 
 
 @pytest.fixture
-def nspawn() -> Callable[..., None]:
+def nspawn() -> None:
+    """The oracle: skip when systemd-nspawn is not installed."""
     if shutil.which("systemd-nspawn") is None:
         pytest.skip("systemd-nspawn missing (apt-get install systemd-container)")
-    return lambda: None
 
 
 FILE = """\
