@@ -504,3 +504,38 @@ def test_every_compression_gives_the_same_table(
     chunker = idx._Chunker(expected, None)
     chunker.feed(idx._Text().feed(text, final=True), final=True)
     assert table == expected.finish(key, len(text))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_bookworm_main_fast_table_equals_the_general_parsers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real index, through the real path (download, forked xz decoder, fast parse, cache):
+    its cached table equals what the general parser builds from the same text."""
+    mirror = recipes.host_mirror("debian")
+    if mirror is None:
+        pytest.skip("the host's apt sources name no Debian mirror")
+    with Http() as http:
+        archive = open_archive(
+            recipes.load("bookworm"),
+            mirrors=[mirror],
+            arch="amd64",
+            http=http,
+            cache_dir=tmp_path,
+            components=["main"],
+        )
+    (table,) = archive.tables
+    assert len(table) > 50000
+    base = tmp_path / "indexes" / table.key
+    text = base.with_suffix(".packages").read_bytes()
+    cached = base.with_suffix(".table").read_bytes()
+    monkeypatch.setattr(idx._Builder, "_fast", lambda self, buf, offset: False)
+    builder = idx._Builder("bookworm/main")
+    chunker = idx._Chunker(builder, None)
+    normaliser = idx._Text()
+    for pos in range(0, len(text), 1 << 20):
+        chunker.feed(normaliser.feed(text[pos : pos + (1 << 20)]))
+    chunker.feed(normaliser.feed(b"", final=True), final=True)
+    assert builder.finish(table.key, len(text)) == marshal.loads(cached)
