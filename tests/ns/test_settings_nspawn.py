@@ -11,6 +11,8 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -258,3 +260,41 @@ def test_file_network_and_hostname(machine: Machine) -> None:
     # On the command line, --network-veth for run stays an error.
     r = rootstrap("--store", str(machine.store), "run", "-n", machine.name, "true")
     assert r.returncode == 2 and "supported by boot only" in r.stderr
+
+
+def test_show_state_follows_the_machine(machine: Machine) -> None:
+    """`show` says running while a boot of the machine is registered, stopped after."""
+    init = machine.image / "sbin/init"
+    init.parent.mkdir(exist_ok=True)
+    init.write_text("#!/bin/sh\nexec sleep 60\n")
+    init.chmod(0o755)
+    machine.settings("[Exec]\nBoot=yes\nEnvironment=FOO=shown\n")
+    store = str(machine.store)
+    before = rootstrap("--store", store, "show", machine.name)
+    assert "State=stopped\n" in before.stdout, before.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rootstrap", "--store", store, "run", machine.name],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        entry = Path("/run/rootstrap/machines", machine.name)
+        deadline = time.monotonic() + 30
+        while not entry.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert entry.exists(), proc.stderr.read() if proc.poll() is not None else "timeout"
+        shown = rootstrap("--store", store, "show", machine.name)
+        values = dict(line.split("=", 1) for line in _out(shown))
+        assert values["State"] == "running"
+        assert values["Boot"] == "yes" and values["Environment"] == "FOO=shown"
+        assert values["SettingsFile"] == str(RUN_DIR / f"{machine.name}.nspawn")
+        assert values["SettingsTrusted"] == "yes"
+        assert rootstrap("terminate", machine.name).returncode == 0
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    after = rootstrap("--store", store, "show", machine.name)
+    assert "State=stopped\n" in after.stdout
