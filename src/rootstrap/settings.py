@@ -158,7 +158,9 @@ def find(
         if os.path.exists(path):
             return path, True
     if image and os.path.realpath(image) != "/":
-        path = os.path.join(os.path.dirname(os.path.realpath(image)), name)
+        # Beside the image as named (a store entry that is a symlink is not followed), as
+        # nspawn's file_in_same_dir() of the absolute, simplified path.
+        path = os.path.join(os.path.dirname(os.path.abspath(image)), name)
         if os.path.exists(path):
             return path, False
     return None
