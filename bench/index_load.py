@@ -17,9 +17,10 @@ shared, so compare within a round):
   same index, uncompressed (research/libs.md mode a), all stanzas kept.
 
 Prints one line per process and the medians; "rss" is the process's peak (``ru_maxrss``) and
-"base" its peak before the measured step (the interpreter plus imports). "cpu" is the process's
-CPU time for the step (both threads for cold): on a loaded machine wall time is mostly waiting
-for a core, so compare CPU time too.
+"base" its peak before the measured step (the interpreter plus imports); "child" is the peak of
+the forked decoder (cold only; it shares the parent's pages until either writes them). "cpu" is
+the CPU time for the step, the decoder child's included: on a loaded machine wall time is
+mostly waiting for a core, so compare CPU time too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ INDEX = "main/binary-amd64/Packages"
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the forked decoder)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _release(work: Path) -> object:
@@ -100,7 +108,7 @@ def child(mode: str, work: Path, cache: Path) -> dict[str, object]:
         from debian.deb822 import Packages
 
         base = _rss_mib()
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu = time.perf_counter(), _cpu()
         with open(work / "Packages", "rb") as f:
             stanzas = list(Packages.iter_paragraphs(f, use_apt_pkg=False))
         count = len(stanzas)
@@ -112,7 +120,7 @@ def child(mode: str, work: Path, cache: Path) -> dict[str, object]:
         release = _release(work)
         with Http() as http:
             base = _rss_mib()
-            start, cpu = time.perf_counter(), time.process_time()
+            start, cpu = time.perf_counter(), _cpu()
             table = fetch_index(
                 http, release, "main", "amd64",  # type: ignore[arg-type]
                 mirrors=[(work / "mirror").as_uri()], cache_dir=cache, suite=SUITE,
@@ -123,8 +131,10 @@ def child(mode: str, work: Path, cache: Path) -> dict[str, object]:
                 index.providers("awk")
                 index.essential_names()
             count = len(table)
-    wall, used = time.perf_counter() - start, time.process_time() - cpu
-    return {"mode": mode, "n": count, "wall": wall, "cpu": used, "rss": _rss_mib(), "base": base}
+    wall, used = time.perf_counter() - start, _cpu() - cpu
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"mode": mode, "n": count, "wall": wall, "cpu": used, "rss": _rss_mib(), "base": base,
+            "child": child, "load": os.getloadavg()[0]}  # fmt: skip
 
 
 def run_child(mode: str, work: Path, cache: Path) -> dict[str, object]:
@@ -166,9 +176,11 @@ def main() -> int:
             for mode in modes:
                 r = run_child(mode, args.work, Path(cache))
                 results[mode].append(r)
+                decoder = f", decoder {r['child']:.0f}" if r.get("child") else ""
                 print(
                     f"round {round_no} {mode:7s} n={r['n']} wall={r['wall']:.3f}s "
-                    f"cpu={r['cpu']:.3f}s rss={r['rss']:.0f}MiB (base {r['base']:.0f})",
+                    f"cpu={r['cpu']:.3f}s rss={r['rss']:.0f}MiB (base {r['base']:.0f}{decoder}) "
+                    f"load={r['load']:.2f}",
                     flush=True,
                 )
     print()
