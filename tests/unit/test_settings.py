@@ -392,3 +392,18 @@ def test_show_without_a_file_and_errors(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith(f"error: {tmp_path}/rs-show-bare.nspawn:2: ReadOnly=")
     assert "Traceback" not in r.stderr
+
+
+def test_run_refuses_user_when_the_file_boots(tmp_path: Path) -> None:
+    """Boot=yes with User= cannot start (the init runs as root): a clean error naming the
+    file, before anything is set up."""
+    (tmp_path / "rs-boot-user").mkdir()
+    path = tmp_path / "rs-boot-user.nspawn"
+    path.write_text("[Exec]\nBoot=yes\nUser=nobody\n")
+    r = _cli("--store", str(tmp_path), "run", "rs-boot-user")
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"error: {path}: User= does not apply when booting")
+    # A command on the command line means no boot: User= is fine then (not run here: the
+    # runner needs root), and --settings=no reads no file at all.
+    r = _cli("--store", str(tmp_path), "show", "--settings=no", "rs-boot-user")
+    assert r.returncode == 0 and "SettingsFile=\n" in r.stdout and "Boot=no\n" in r.stdout

@@ -414,7 +414,14 @@ def boot_plan(args: list[str], store: str, verb: str = "boot") -> BootPlan | Non
 
 
 def _plan(p: Prepared, verb: str) -> BootPlan:
+    """The BootPlan for settled options; UsageError for what booting cannot take."""
     ns = p.ns
+    if ns.user is not None and "user" not in ns.given:
+        raise UsageError(
+            "User= does not apply when booting (the init runs as root)",
+            subject=ns.settings_file,
+            hint="remove User= or Boot=yes from the settings file, or --settings=no",
+        )
     if ns.user is not None or ns.as_pid2:
         raise UsageError(
             f"--user and --as-pid2 do not apply to {verb}"
