@@ -19,8 +19,10 @@ was checked against systemd-nspawn 252 on this machine (tests/ns/test_settings_n
   Environment=; one ``--bind``, ``--bind-ro`` or ``--tmpfs`` drops all of its mounts);
   ``--settings=override`` turns that round.
 
-Standard library only, and only ``os`` at import: this module is on ``rootstrap run``'s
-start-up path (with no settings file present it costs three failed open(2) calls).
+Standard library and rootstrap.errors only at import (rootstrap.runner.caps is loaded to check
+a file's Capability= names, when it has some): this module is on ``rootstrap run``'s start-up
+path. Measured here: ~0.4 ms to import, ~0.08 ms for ``settle`` with no settings file (three
+stat(2) calls).
 """
 
 from __future__ import annotations
