@@ -487,6 +487,10 @@ def settle(
             ) from None
     if mode == "no":
         return
+    if "/" in machine or machine in ("", ".", ".."):
+        # The file name is MACHINE.nspawn: a path here would read a file from elsewhere as
+        # trusted (nspawn refuses such -M names outright).
+        raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
     found = find(machine, image, search)
     if found is None:
         return

@@ -337,6 +337,12 @@ def test_settle_modes(tmp_path: Path) -> None:
         settle(_opts("--settings=sometimes"), "m", image, search)
 
 
+def test_settle_refuses_a_machine_name_with_a_slash(tmp_path: Path) -> None:
+    image, search = _setup(tmp_path, "[Exec]\nEnvironment=F=1\n", beside=False)
+    with pytest.raises(UsageError, match="invalid machine name"):
+        settle(Options(), "../etc/m", image, search)
+
+
 def test_settle_malformed_file_is_an_error(tmp_path: Path) -> None:
     image, search = _setup(tmp_path, "[Exec]\nBoot=yes\nnonsense\n", beside=False)
     with pytest.raises(UsageError) as info:
