@@ -409,3 +409,17 @@ def test_fast_path_table_is_identical_to_the_general_parsers(
     for chunk in (300, 4096, 1 << 20):
         assert raw_table(raw, chunk, True, monkeypatch) == raw_table(raw, chunk, False, monkeypatch)
     assert any(taken), "the fast path never ran: the comparison would be slow against slow"
+
+
+@pytest.mark.hazard(21)
+def test_the_name_lookup_handed_over_equals_the_one_built_lazily() -> None:
+    raw = "\n".join(
+        [stanza("aa"), stanza("dup", "1"), stanza("bb"), stanza("dup", "2", "all"), stanza("dup")]
+    ).encode()
+    fresh = parse_index_bytes(raw, "x/main")
+    builder = idx._Builder("x/main")
+    chunker = idx._Chunker(builder, None)
+    chunker.feed(idx._Text().feed(raw, final=True), final=True)
+    lazy = idx.IndexTable(builder.finish("", len(raw)), raw, "x/main")
+    assert lazy._by_name is None and fresh._by_name is not None
+    assert fresh._index() == lazy._index() == {"aa": 0, "dup": [1, 3, 4], "bb": 2}

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, cast
 
 from rootstrap.archive.packages import (
     ARCH_RE,
@@ -201,7 +201,10 @@ class _Builder:
         self.archs: list[str] = []
         self.starts = array("Q")
         self.ends = array("Q")
-        self.provides: list[tuple[str, int, str | None]] = []
+        # Built as the chunks arrive (beside the decoder), not after the last one.
+        self.provides: dict[str, list[tuple[int, str | None]]] = {}
+        self.last: dict[str, int] = {}  # each name's last stanza
+        self.by_name: dict[str, int | list[int]] = {}  # set by finish(), for IndexTable
         self.priority: dict[str, list[int]] = {}
         self.essential: list[int] = []
         self.rejected: list[str] = []
@@ -288,6 +291,7 @@ class _Builder:
             self.archs += [arch_names[i] for i in keep]
             self.starts.extend(offset + starts[i] for i in keep)
             self.ends.extend(offset + bounds[i] - 1 for i in keep)
+            self.last.update(zip(self.names[base:], range(base, len(self.names)), strict=True))
         else:
             number = base.__add__
             self.names += names
@@ -295,12 +299,14 @@ class _Builder:
             self.archs += arch_names
             self.starts.extend(map(offset.__add__, starts))
             self.ends.extend(map((offset - 1).__add__, bounds))
+            self.last.update(zip(names, range(base, base + count), strict=True))
         (prov_ids, prov_values), (prio_ids, prio_values), (ess_ids, ess_values) = optional
+        provides = self.provides.setdefault
         for i, value in zip(prov_ids, prov_values, strict=True):
             j = number(i)
             if j is not None:
                 for virtual, version in parse_provides(value.decode("utf-8", "replace")):
-                    self.provides.append((virtual, j, version))
+                    provides(virtual, []).append((j, version))
         if not skip and len(prio_ids) == count:
             # The common case, grouped in C: one pass per distinct value (a handful).
             for value in dict.fromkeys(prio_values):  # first-seen order, as the loop below
@@ -343,8 +349,9 @@ class _Builder:
         self.archs.append(arch)
         self.starts.append(start)
         self.ends.append(end)
+        self.last[name] = j
         for virtual, pversion in parse_provides(fields.get("Provides", "")):
-            self.provides.append((virtual, j, pversion))
+            self.provides.setdefault(virtual, []).append((j, pversion))
         if "Priority" in fields:
             self.priority.setdefault(fields["Priority"], []).append(j)
         if fields.get("Essential", "").lower() == "yes":
@@ -358,17 +365,15 @@ class _Builder:
             )  # fmt: skip
         arch_list = sorted(set(self.archs))
         codes = {a: i for i, a in enumerate(arch_list)}
-        provides: dict[str, list[tuple[int, str | None]]] = {}
-        for virtual, i, version in self.provides:
-            provides.setdefault(virtual, []).append((i, version))
         dups: dict[str, list[int]] = {}
-        last = dict(zip(self.names, range(len(self.names)), strict=True))
+        last = self.last
         if len(last) != len(self.names):  # a name given twice (versions, architectures)
             for i, name in enumerate(self.names):
                 if last[name] != i:
                     dups.setdefault(name, []).append(i)
             for name, found in dups.items():
                 found.append(last[name])
+        self.by_name = {**last, **dups} if dups else cast("dict[str, int | list[int]]", last)
         return {
             "format": FORMAT,
             "key": key,
@@ -379,7 +384,7 @@ class _Builder:
             "arch_codes": bytes(map(codes.__getitem__, self.archs)),
             "starts": self.starts.tobytes(),
             "ends": self.ends.tobytes(),
-            "provides": provides,
+            "provides": self.provides,
             "dups": dups,
             "priority": {k: array("I", v).tobytes() for k, v in self.priority.items()},
             "essential": self.essential,
@@ -390,7 +395,14 @@ class _Builder:
 class IndexTable(PackageSource):
     """One parsed Packages index: a compact table over its text; stanzas parsed on demand."""
 
-    def __init__(self, table: dict[str, Any], text: bytes | mmap.mmap, origin: str) -> None:
+    def __init__(
+        self,
+        table: dict[str, Any],
+        text: bytes | mmap.mmap,
+        origin: str,
+        by_name: dict[str, int | list[int]] | None = None,
+    ) -> None:
+        """BY_NAME: the name lookup if the caller has it (a fresh parse), else built lazily."""
         self.origin = origin
         self.key: str = table["key"]
         self._names: list[str] = table["names"]
@@ -406,7 +418,7 @@ class IndexTable(PackageSource):
         self._priority: dict[str, bytes] = table["priority"]
         self._essential: list[int] = table["essential"]
         self._text = text
-        self._by_name: dict[str, int | list[int]] | None = None
+        self._by_name: dict[str, int | list[int]] | None = by_name or None
         self._cache: dict[int, Package] = {}
 
     def __len__(self) -> int:
@@ -583,7 +595,8 @@ def parse_index_bytes(data: bytes, origin: str = "", key: str = "") -> IndexTabl
     chunker = _Chunker(builder, parts.append)
     chunker.feed(normaliser.feed(data, final=True), final=True)
     text = b"".join(parts)
-    return IndexTable(builder.finish(key, len(text)), text, origin)
+    table = builder.finish(key, len(text))
+    return IndexTable(table, text, origin, builder.by_name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1107,4 +1120,4 @@ def _fetch_one(
         text: bytes | mmap.mmap = mmap.mmap(fd, 0, prot=mmap.PROT_READ) if size else b""
     finally:
         os.close(fd)
-    return IndexTable(table, text, origin)
+    return IndexTable(table, text, origin, builder.by_name)
