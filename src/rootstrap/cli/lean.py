@@ -376,16 +376,6 @@ systemd-sysv,dbus'. To log in at the console, give root a password first:
 'rootstrap run NAME passwd'. While it runs: 'rootstrap list', 'rootstrap shell NAME'.
 """
 
-MACHINE_USAGE = """usage: rootstrap list [--json]
-       rootstrap shell [USER@]NAME [CMD [ARG...]]
-       rootstrap poweroff NAME... | reboot NAME... | terminate NAME...
-       rootstrap kill NAME... [--signal SIG] [--kill-whom leader|all]
-
-Running machines (machinectl's verbs). shell runs USER's (root's) login shell, or CMD,
-inside the machine (a pty when on a terminal); poweroff sends SIGRTMIN+4 to its init, reboot SIGINT,
-terminate kills every process, kill sends SIG (default SIGTERM) to every process or the init.
-"""
-
 
 class BootPlan:
     """What ``boot`` and ``start`` hand to runner/boot.py: the spec, the machine name, the
@@ -451,175 +441,6 @@ def boot_main(args: list[str], store: str) -> int:
     return 0 if plan is None else _boot(plan)
 
 
-def _signal_number(value: str) -> int:
-    import signal
-
-    text = value.upper().removeprefix("SIG")
-    if text.isdigit():
-        return int(text)
-    if text.startswith("RTMIN"):
-        offset = text[5:].lstrip("+") or "0"
-        if offset.isdigit():
-            return int(signal.SIGRTMIN) + int(offset)
-    try:
-        return int(signal.Signals["SIG" + text])
-    except KeyError:
-        raise UsageError("unknown signal", subject=value, hint="e.g. TERM, KILL, RTMIN+4") from None
-
-
-def _addresses(pid: int) -> list[str]:
-    """The machine's IPv4 addresses (its own network namespace's local ones, from
-    /proc/PID/net/fib_trie; loopback left out)."""
-    out: list[str] = []
-    try:
-        with open(f"/proc/{pid}/net/fib_trie", encoding="ascii") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return out
-    from itertools import pairwise
-
-    for prev, line in pairwise(lines):
-        if "/32 host LOCAL" in line:
-            address = prev.split()[-1]
-            if not address.startswith("127.") and address not in out:
-                out.append(address)
-    return out
-
-
-def list_main(args: list[str]) -> int:
-    """``rootstrap list``: the running machines, like ``machinectl list``."""
-    as_json = False
-    for arg in args:
-        if arg == "--json" or arg.startswith("--json="):
-            as_json = True
-        elif arg in ("-h", "--help"):
-            print(MACHINE_USAGE, end="")
-            return 0
-        else:
-            raise UsageError(f"unexpected argument {arg}", hint="rootstrap list [--json]")
-    from rootstrap.runner import registry
-
-    rows = []
-    for m in registry.machines():
-        addresses = _addresses(m.leader) if m.get("private_network") else []
-        rows.append(
-            {
-                "machine": m.name,
-                "class": m.get("class", "container"),
-                "service": m.get("service", "rootstrap"),
-                "os": m.get("os") or None,
-                "version": m.get("version") or None,
-                "addresses": addresses,
-                "leader": m.leader,
-                "root": m.get("root"),
-            }
-        )
-    if as_json:
-        import json
-
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("No machines.")
-        return 0
-    header = ("MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES")
-    table = [
-        (
-            r["machine"],
-            r["class"],
-            r["service"],
-            r["os"] or "-",
-            r["version"] or "-",
-            ", ".join(r["addresses"]) or "-",
-        )
-        for r in rows
-    ]
-    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
-    for row in [header, *table]:
-        print(" ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    print(f"\n{len(rows)} machines listed.")
-    return 0
-
-
-def shell_main(args: list[str]) -> int:
-    """``rootstrap shell NAME [CMD...]``."""
-    if not args or args[0] in ("-h", "--help"):
-        print(MACHINE_USAGE, end="")
-        return 0 if args else 2
-    from rootstrap.runner import registry
-    from rootstrap.runner.enter import enter
-
-    user, at, name = args[0].rpartition("@")
-    if not at:
-        user = "root"
-    elif not user:
-        raise UsageError("expected [USER@]NAME", subject=args[0])
-    machine = registry.get(name)
-    command = args[1:]
-    if command and command[0] == "--":
-        command = command[1:]
-    return enter(machine, command, pty=os.isatty(0) and os.isatty(1), user=user)
-
-
-def machine_verb_main(verb: str, args: list[str]) -> int:
-    """poweroff, reboot, terminate and kill NAME...: signals to a running machine."""
-    import signal
-
-    names: list[str] = []
-    sig = int(signal.SIGTERM)
-    whom = "all"
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        key, eq, value = arg.partition("=")
-        if key in ("-s", "--signal", "--kill-whom") and verb == "kill":
-            if not eq:
-                i += 1
-                if i >= len(args):
-                    raise UsageError(f"{key} needs a value")
-                value = args[i]
-            if key == "--kill-whom":
-                if value not in ("leader", "all"):
-                    raise UsageError("--kill-whom takes leader or all", subject=value)
-                whom = value
-            else:
-                sig = _signal_number(value)
-        elif arg in ("-h", "--help"):
-            print(MACHINE_USAGE, end="")
-            return 0
-        elif arg.startswith("-"):
-            raise UsageError(f"unknown option {key}", hint="see 'rootstrap list --help'")
-        else:
-            names.append(arg)
-        i += 1
-    if not names:
-        raise UsageError(f"{verb} needs a machine name", hint=f"rootstrap {verb} NAME")
-    from rootstrap.runner import cgroup, registry
-    from rootstrap.runner.boot import POWEROFF, REBOOT
-
-    machines = [registry.get(name) for name in names]  # all found, or nothing is sent
-    for m in machines:
-        if verb == "poweroff":
-            targets, number = [m.leader], POWEROFF
-        elif verb == "reboot":
-            targets, number = [m.leader], int(REBOOT)
-        elif verb == "terminate":
-            # SIGKILL to the pid namespace's init takes every process in it down.
-            targets, number = [m.leader], int(signal.SIGKILL)
-        else:
-            number = sig
-            group = m.get("cgroup")
-            targets = [m.leader]
-            if whom == "all" and group:
-                targets = [m.leader] + [p for p in cgroup.procs(group) if p != m.leader]
-        for pid in targets:
-            try:
-                os.kill(pid, number)
-            except ProcessLookupError:
-                pass
-    return 0
-
-
 def main(argv: list[str]) -> int:
     """Entry for the lean verbs; the error boundary of this path."""
     store = os.environ.get("ROOTSTRAP_STORE") or DEFAULT_STORE
@@ -653,13 +474,11 @@ def main(argv: list[str]) -> int:
                 sys.stderr.flush()
                 os._exit(code)
             return code
-        if verb == "list":
-            return list_main(rest)
-        if verb == "shell":
-            return shell_main(rest)
-        if verb in ("poweroff", "reboot", "terminate", "kill"):
-            return machine_verb_main(verb, rest)
-        if verb in ("start", "stop", "login", "status"):
+        if verb in ("list", "shell", "login", "status", "poweroff", "reboot", "terminate", "kill"):
+            from rootstrap.cli import running
+
+            return running.main(verb, rest, store)
+        if verb in ("start", "stop"):
             from rootstrap.cli import service
 
             return service.main(verb, rest, store)

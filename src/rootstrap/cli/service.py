@@ -1,4 +1,4 @@
-"""Machines as services: ``start``, ``stop``, ``login`` and ``status``.
+"""Machines as services: ``start`` and ``stop`` (``login`` and ``status``: cli/running.py).
 
 ``start NAME...`` boots each image the way ``boot`` does, but in a supervisor detached from
 the terminal (its own session, reparented to init) with ``--console=service``: the console
@@ -9,7 +9,7 @@ machine that failed to start is stopped, so nothing is left behind.
 
 ``stop NAME...`` asks each init to power off (SIGRTMIN+4, machinectl poweroff) and waits
 until its supervisor has cleaned up; past the timeout the machine is killed and the stop
-reported as failed. ``status`` is machinectl status's summary plus the console log's tail.
+reported as failed.
 
 Lean like cli/lean.py: no typer, errors through its boundary.
 """
@@ -20,33 +20,25 @@ import os
 import sys
 import time
 
+from rootstrap.cli.running import LOG_DIR, log_path, tail, take_options
 from rootstrap.errors import RootstrapError, RunnerError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootstrap.cli.lean import BootPlan
-    from rootstrap.runner.registry import Machine
 
-LOG_DIR = "/var/log/rootstrap"
 START_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec
 STOP_TIMEOUT = 90.0  # and DefaultTimeoutStopSec
 
 START_USAGE = """usage: rootstrap start NAME... [BOOT-OPTIONS] [--timeout SECS] [--no-block]
        rootstrap stop NAME... [--timeout SECS] [--no-block]
-       rootstrap login NAME
-       rootstrap status NAME... [-n LINES] [--json]
 
 start boots each image in the background, with boot's options (see 'rootstrap boot --help'),
 the console to /var/log/rootstrap/NAME.log; it returns when every machine is up (READY=1
 from its init), or fails after --timeout seconds (default 90). --no-block returns once the
 machines are registered. stop powers them off and waits (default 90 s, then kills).
-login attaches to a machine's console (Ctrl-] three times within 1s detaches; the machine
-keeps running). status shows the state, leader, OS, addresses and last console lines.
+Then: 'rootstrap status NAME', 'rootstrap login NAME' (see 'rootstrap list --help').
 """
-
-
-def log_path(machine: str) -> str:
-    return os.path.join(LOG_DIR, f"{machine}.log")
 
 
 def _seconds(value: str, option: str) -> float:
@@ -59,34 +51,6 @@ def _seconds(value: str, option: str) -> float:
     return seconds
 
 
-def _take_options(
-    args: list[str], valued: tuple[str, ...], flags: tuple[str, ...]
-) -> tuple[dict[str, str], list[str]]:
-    """Pull this verb's own options out of ARGS (before any ``--``); the rest stays in order."""
-    mine: dict[str, str] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest += args[i:]
-            break
-        key, eq, value = arg.partition("=")
-        if key in valued:
-            if not eq:
-                i += 1
-                if i >= len(args):
-                    raise UsageError(f"{key} needs a value")
-                value = args[i]
-            mine[key] = value
-        elif arg in flags:
-            mine[arg] = ""
-        else:
-            rest.append(arg)
-        i += 1
-    return mine, rest
-
-
 # ----------------------------------------------------------------------------- start
 
 
@@ -97,7 +61,7 @@ def start_main(args: list[str], store: str) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(START_USAGE, end="")
         return 0
-    own, rest = _take_options(args, ("--timeout",), ("--no-block",))
+    own, rest = take_options(args, ("--timeout",), ("--no-block",))
     timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else START_TIMEOUT
     options, names, init_args = _split_names(rest)
     if not names and not any(
@@ -358,7 +322,7 @@ def stop_main(args: list[str]) -> int:
     if not args or any(a in ("-h", "--help") for a in args):
         print(START_USAGE, end="")
         return 0 if args else 2
-    own, names = _take_options(args, ("--timeout",), ("--no-block",))
+    own, names = take_options(args, ("--timeout",), ("--no-block",))
     timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else STOP_TIMEOUT
     for name in names:
         if name.startswith("-"):
@@ -394,213 +358,5 @@ def stop_main(args: list[str]) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- login
-
-
-def login_main(args: list[str]) -> int:
-    """``rootstrap login NAME``: attach to a machine's console."""
-    if len(args) != 1 or args[0].startswith("-"):
-        if args and args[0] in ("-h", "--help"):
-            print(START_USAGE, end="")
-            return 0
-        raise UsageError("login takes one machine name", hint="rootstrap login NAME")
-    from rootstrap.runner import consoleserver, registry
-
-    machine = registry.get(args[0])
-    path = machine.get("console")
-    if not path:
-        raise RunnerError(
-            "its console is on the terminal that booted it",
-            subject=machine.name,
-            hint=f"'rootstrap shell {machine.name}' opens a shell; "
-            "machines started with 'rootstrap start' have a console to log in to",
-        )
-    return consoleserver.attach(machine.name, str(path))
-
-
-# ---------------------------------------------------------------------------- status
-
-
-def tail(path: str, lines: int) -> list[str]:
-    """The last LINES lines of the console log PATH, terminal escapes and CRs removed."""
-    if lines <= 0:
-        return []
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            data = f.read()
-    except OSError:
-        return []
-    import re
-
-    text = data.decode("utf-8", errors="replace")
-    text = re.sub(
-        r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]", "", text
-    )
-    # A CR without its LF rewrote the line on the terminal: keep what was left showing.
-    out = [line.rstrip("\r").split("\r")[-1].rstrip() for line in text.split("\n")]
-    out = [line for line in out if line.strip()]
-    return out[-lines:]
-
-
-def _ago(then: float) -> str:
-    seconds = max(0, int(time.time() - then))
-    if seconds < 60:
-        return f"{seconds}s ago"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}min {seconds}s ago"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}min ago"
-    return f"{hours // 24} days ago"
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def _running(m: Machine, lines: int) -> dict[str, object]:
-    from rootstrap.cli.lean import _addresses
-    from rootstrap.runner import cgroup
-
-    group = m.get("cgroup")
-    tasks = len(cgroup.procs(str(group))) if group else None
-    log = m.get("log")
-    return {
-        "name": m.name,
-        "state": "running" if m.get("ready") else "starting",
-        "since": m.get("started"),
-        "ready": m.get("ready"),
-        "leader": m.leader,
-        "leader_comm": _comm(m.leader),
-        "supervisor": m.get("rootstrap"),
-        "root": m.get("root"),
-        "os": m.get("pretty_name") or m.get("os") or None,
-        "private_network": bool(m.get("private_network")),
-        "addresses": _addresses(m.leader) if m.get("private_network") else [],
-        "iface": m.get("ifname"),
-        "tasks": tasks,
-        "log": log,
-        "console": m.get("console"),
-        "console_lines": tail(str(log), lines) if log else [],
-    }
-
-
-def _stopped(name: str, store: str, lines: int) -> dict[str, object] | None:
-    from rootstrap.cli.lean import _valid_name
-
-    root = os.path.join(store, name)
-    log = log_path(name)
-    if not (_valid_name(name) and (os.path.lexists(root) or os.path.exists(log))):
-        return None
-    return {
-        "name": name,
-        "state": "stopped",
-        "root": root if os.path.lexists(root) else None,
-        "log": log if os.path.exists(log) else None,
-        "console_lines": tail(log, lines),
-    }
-
-
-def _print_status(info: dict[str, object]) -> None:
-    rows: list[tuple[str, object]] = []
-    if info["state"] != "stopped":
-        since = float(info["since"] or 0)  # type: ignore[arg-type]
-        stamp = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(since))
-        rows += [
-            ("Since", f"{stamp}; {_ago(since)}"),
-            ("Leader", f"{info['leader']} ({info['leader_comm']})"),
-            ("Supervisor", info["supervisor"]),
-            ("Root", info["root"]),
-            ("OS", info["os"]),
-            ("Network", "private" if info["private_network"] else "host"),
-        ]
-        if info["iface"]:
-            rows.append(("Iface", f"{info['iface']} (host side)"))
-        addresses = info["addresses"]
-        if addresses:
-            rows.append(("Address", ", ".join(addresses)))  # type: ignore[arg-type]
-        if info["tasks"] is not None:
-            rows.append(("Tasks", info["tasks"]))
-        if info["console"]:
-            rows.append(("Console", f"{info['log']} ('rootstrap login {info['name']}')"))
-        else:
-            rows.append(("Console", "on the terminal that booted it"))
-    else:
-        rows += [("Root", info["root"] or "-"), ("Log", info["log"] or "-")]
-    print(f"{info['name']} ({info['state']})")
-    for key, value in rows:
-        if value is not None:
-            print(f"{key:>11}: {value}")
-    console = info["console_lines"]
-    if console:
-        print()
-        for line in console:  # type: ignore[attr-defined]
-            print(f"  {line}")
-
-
-def status_main(args: list[str], store: str) -> int:
-    """``rootstrap status NAME...``: 0 when all run, 3 when one is stopped (as systemctl)."""
-    if not args or any(a in ("-h", "--help") for a in args):
-        print(START_USAGE, end="")
-        return 0 if args else 2
-    own, names = _take_options(args, ("-n", "--lines"), ("--json",))
-    raw_lines = own.get("--lines", own.get("-n", "10"))
-    if not raw_lines.isdigit():
-        raise UsageError("--lines takes a number", subject=raw_lines)
-    lines = int(raw_lines)
-    for name in names:
-        if name.startswith("-"):
-            raise UsageError(f"unknown option {name}", hint="see 'rootstrap status --help'")
-    if not names:
-        raise UsageError("status needs a machine name", hint="rootstrap status NAME...")
-    from rootstrap.runner import registry
-
-    found: list[dict[str, object]] = []
-    for name in names:
-        written = registry.entry(name)
-        live = registry.lookup(name)
-        if live is not None:
-            found.append(_running(live, lines))
-            continue
-        if written is not None:
-            print(
-                f"warning: {name}: its registry entry was stale (leader PID {written.leader} "
-                "is gone: its supervisor was killed); removed",
-                file=sys.stderr,
-            )
-        info = _stopped(name, store, lines)
-        if info is None:
-            raise RunnerError(
-                "no such machine or image",
-                subject=name,
-                hint="'rootstrap list' shows the running ones",
-            )
-        found.append(info)
-    if "--json" in own:
-        import json
-
-        print(json.dumps(found, indent=2))
-    else:
-        for i, info in enumerate(found):
-            if i:
-                print()
-            _print_status(info)
-    return 3 if any(info["state"] == "stopped" for info in found) else 0
-
-
 def main(verb: str, args: list[str], store: str) -> int:
-    if verb == "start":
-        return start_main(args, store)
-    if verb == "stop":
-        return stop_main(args)
-    if verb == "login":
-        return login_main(args)
-    return status_main(args, store)
+    return start_main(args, store) if verb == "start" else stop_main(args)
