@@ -105,7 +105,7 @@ With no CMD, a settings file's Parameters= gives the command, and Boot=yes boots
 
 
 def _parse_run_options(options: list[str]) -> Options:
-    """Parse the option words _split_run collected; UsageError on anything unknown. Records
+    """Parse the option words split_words collected; UsageError on anything unknown. Records
     in ``given`` the setting groups the command line set (a settings file leaves them)."""
     ns = Options()
     i = 0
@@ -174,16 +174,18 @@ def resolve_image(store: str, name: str) -> str:
     return path
 
 
-def _split_run(args: list[str]) -> tuple[list[str], str | None, list[str]]:
-    """(options, NAME or None, command) for ``run`` arguments."""
+def split_words(args: list[str], *, names: bool = False) -> tuple[list[str], list[str], list[str]]:
+    """(options with their values, image names, command) of ``run``/``boot`` arguments: the
+    first bare word is the image (none with -D), the next starts the command. With NAMES
+    (``start``), every bare word before ``--`` is an image name."""
     options: list[str] = []
-    name: str | None = None
+    found: list[str] = []
     directory = False
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
-            return options, name, args[i + 1 :]
+            return options, found, args[i + 1 :]
         if arg.startswith("-") and arg != "-":
             options.append(arg)
             key = arg.split("=", 1)[0]
@@ -192,12 +194,12 @@ def _split_run(args: list[str]) -> tuple[list[str], str | None, list[str]]:
             if "=" not in arg and arg in _VALUED and i + 1 < len(args):
                 options.append(args[i + 1])
                 i += 1
-        elif name is None and not directory:
-            name = arg
+        elif names or (not found and not directory):
+            found.append(arg)
         else:
-            return options, name, args[i:]
+            return options, found, args[i:]
         i += 1
-    return options, name, []
+    return options, found, []
 
 
 def _bool(value: str, option: str) -> bool:
@@ -244,7 +246,8 @@ def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
     (rootstrap.settings: nspawn's lookup, trust and precedence), printing the file's
     warnings. None after printing the help. UsageError/ImageNotFound for bad arguments, a
     missing image or a malformed settings file. Cost without a settings file: a few stat(2)."""
-    options, name, command = _split_run(args)
+    options, found, command = split_words(args)
+    name = found[0] if found else None
     if "-h" in options or "--help" in options:
         print(BOOT_USAGE if verb in ("boot", "start") else RUN_USAGE, end="")
         return None

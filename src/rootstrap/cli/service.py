@@ -63,7 +63,7 @@ def start_main(args: list[str], store: str) -> int:
         return 0
     own, rest = take_options(args, ("--timeout",), ("--no-block",))
     timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else START_TIMEOUT
-    options, names, init_args = _split_names(rest)
+    options, names, init_args = lean.split_words(rest, names=True)
     if not names and not any(
         o in ("-D", "--directory") or o.startswith("--directory=") for o in options
     ):
@@ -104,29 +104,6 @@ def start_main(args: list[str], store: str) -> int:
             failed = failed or exc.exit_code
             report(exc, debug=False)
     return failed
-
-
-def _split_names(args: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """(options, image names, init args) for ``start``: names are the bare words; boot's
-    valued options keep their values."""
-    from rootstrap.cli.lean import _VALUED
-
-    options: list[str] = []
-    names: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            return options, names, args[i + 1 :]
-        if arg.startswith("-") and arg != "-":
-            options.append(arg)
-            if "=" not in arg and arg in _VALUED and i + 1 < len(args):
-                options.append(args[i + 1])
-                i += 1
-        else:
-            names.append(arg)
-        i += 1
-    return options, names, []
 
 
 class _Starting:
