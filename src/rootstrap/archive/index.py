@@ -959,8 +959,10 @@ def fetch_index(
     failure = _Failure()
     for source in sources:
         try:
-            return _fetch_one(http, source, plain, cache_dir, origin,
-                              _cache_key(release, component, arch, source))  # fmt: skip
+            table = _fetch_one(http, source, plain, cache_dir, origin,
+                               _cache_key(release, component, arch, source))  # fmt: skip
+            _trim_heap()
+            return table
         except _SourceFailed as exc:
             log.info("%s: %s", source.url, exc.reason)
             if exc.kind == "other":
@@ -990,6 +992,29 @@ def fetch_index(
         error.args = (error.message,)
         raise error
     raise DownloadError(f"cannot fetch the index ({tried})", subject=first.url)
+
+
+def _trim_heap() -> None:
+    """Give the parse's freed heap back to the kernel (glibc's malloc_trim(3); ~2 ms).
+
+    The parse's MiB-sized pieces and chunks come from the brk heap (glibc raises its mmap
+    threshold after the first is freed) and the table's small objects land between them, so
+    the heap cannot shrink from its top: measured, 16 MB of freed memory stayed resident after
+    a cold bookworm load, for the rest of a bootstrap. Elsewhere than glibc: a no-op.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
 
 
 class _SourceFailed(Exception):
