@@ -82,7 +82,7 @@ __all__ = [
 FORMAT: Final = 2
 HARD_CAP: Final = 1 << 30  # no Packages index comes near 1 GiB uncompressed (sid main: ~70 MB)
 PIECE: Final = 1 << 20  # decompressor output per step: bounds memory whatever the ratio
-CHUNK: Final = 256 << 10  # text parsed per step: short, so the decoder's pipe is drained often
+CHUNK: Final = 512 << 10  # text parsed per step: short, so the decoder's pipe is drained often
 ZSTD_FEED: Final = 1024  # zstd has no max_length: feed it small so one call stays small
 COMPRESSIONS: Final = (("xz", ".xz"), ("gz", ".gz"), ("zst", ".zst"), ("", ""))
 
@@ -717,6 +717,10 @@ class _Decoder:
             raise _Corrupt(f"truncated {self.kind} data (the stream ends early)")
 
 
+class _Capped(Exception):
+    """The text decodes to more than the cap (HAZARDS 25)."""
+
+
 class _Inflater:
     """Decodes verified compressed bytes in a forked child; the parent reads the text from a pipe.
 
@@ -724,9 +728,10 @@ class _Inflater:
     decoder thread must take it back after every call, and while the parser holds it each
     hand-over waits up to the switch interval (5 ms, sys.getswitchinterval()). Measured on
     bookworm main: the thread design spent 1.43 s wall for 1.58 s of CPU on 2 cores, i.e. it
-    hardly overlapped. A child has its own interpreter and GIL. The parent hashes the text
-    (the decoder is the slower side: ~0.77 s of xz against ~0.6 s of parsing for bookworm
-    main). A plain index needs no child.
+    hardly overlapped. A child has its own interpreter and GIL. It also counts and caps the
+    decoded bytes, hashes them and normalises the text (:class:`_Text`), so the parent only
+    parses: with both cores busy the parent was the slower side (measured ~0.9 s of parent
+    CPU against ~0.8 s in the child). A plain index needs no child: the parent does all that.
 
     Use as a context manager: leaving it kills and reaps a child still running, so no process
     outlives an error or an interrupt. The child ignores SIGINT and SIGTERM (the parent decides
@@ -735,17 +740,19 @@ class _Inflater:
     """
 
     READ: Final = 1 << 20  # one pipe's worth (the default pipe-max-size)
-    STEP: Final = 256 << 10  # text handed to the parser between two drains of the pipe
+    STEP: Final = 512 << 10  # text handed to the parser between two drains of the pipe (~7 ms)
     BACKLOG: Final = 16 << 20  # text read ahead of the parser at most (memory bound)
     FEED: Final = 1 << 16  # compressed input per decoder call in the child
 
-    def __init__(self, kind: str, data: bytes, subject: str) -> None:
+    def __init__(self, kind: str, data: bytes, subject: str, cap: int) -> None:
         self.kind = kind
         self.subject = subject
+        self.cap = cap
         self._data: bytes | None = data
         self._pid = 0
         self._read_fd = -1
         self._status_fd = -1
+        self._total = 0
         self._hasher = hashlib.sha256()
 
     def __enter__(self) -> _Inflater:
@@ -770,15 +777,15 @@ class _Inflater:
                 f"cannot start the decompressor: {exc.strerror}", subject=self.subject
             ) from exc
         if pid == 0:  # pragma: no cover - the child ends in os._exit, coverage never sees it
-            _inflate_child(decoder, data, write_fd, status_write_fd)
+            _inflate_child(decoder, data, write_fd, status_write_fd, self.cap)
         os.close(write_fd)
         os.close(status_write_fd)
         self._pid, self._read_fd, self._status_fd = pid, read_fd, status_fd
         self._data = None  # the child has its copy; the parent's may be freed
         return self
 
-    def pieces(self) -> Iterator[bytes]:
-        """The decoded text in pieces of at most STEP bytes, as the child produces them.
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        """The normalised text in pieces of about STEP bytes, as the child produces them.
 
         Between two pieces the pipe is drained into a backlog without blocking: a pipe holds
         1 MiB (about 15 ms of xz output), and a child that finds it full stops decoding. With
@@ -786,15 +793,10 @@ class _Inflater:
         2 MiB parse steps left the child blocked 0.3 s of its 0.8 s, and the parent as long).
         """
         if self.kind == "":
-            data = self._data or b""
-            for pos in range(0, len(data), self.STEP):
-                piece = data[pos : pos + self.STEP]
-                self._hasher.update(piece)
-                yield piece
+            yield from self._plain()
             return
         read, step = os.read, self.STEP
         fd = self._read_fd
-        update = self._hasher.update
         os.set_blocking(fd, False)
         backlog: deque[bytes] = deque()
         held = 0
@@ -811,8 +813,10 @@ class _Inflater:
                 if not data:
                     ended = True
                     break
-                update(data)
                 held += len(data)
+                self._total += len(data)
+                if self._total > self.cap + 1:  # the child caps the raw text; +1: a final "\n"
+                    raise _Capped()
                 backlog.extend(data[pos : pos + step] for pos in range(0, len(data), step))
             if not backlog:
                 return
@@ -820,10 +824,23 @@ class _Inflater:
             held -= len(piece)
             yield piece
 
-    def finish(self) -> str:
-        """After the last piece: the SHA256 of the text, or _Corrupt with the decoder's reason."""
+    def _plain(self) -> Iterator[bytes | memoryview]:
+        data = self._data or b""
+        if len(data) > self.cap:
+            raise _Capped()
+        text = _Text()
+        for pos in range(0, len(data), self.STEP):
+            piece = data[pos : pos + self.STEP]
+            self._hasher.update(piece)
+            yield from text.feed(piece)
+        self._total = len(data)
+        yield from text.feed(b"", final=True)
+
+    def finish(self) -> tuple[int, str]:
+        """After the last piece: the size and SHA256 of the text as decoded (before it was
+        normalised); _Corrupt with the decoder's reason, or _Capped."""
         if self.kind == "":
-            return self._hasher.hexdigest()
+            return self._total, self._hasher.hexdigest()
         report = b""
         while block := os.read(self._status_fd, 4096):
             report += block
@@ -832,9 +849,12 @@ class _Inflater:
         verdict, _sep, detail = report.decode("utf-8", "replace").partition(" ")
         code = os.waitstatus_to_exitcode(status)
         if code == 0 and verdict == "ok":
-            return self._hasher.hexdigest()
+            size, _sep, digest = detail.partition(" ")
+            return int(size), digest
         if verdict == "corrupt":
             raise _Corrupt(detail)
+        if verdict == "capped":
+            raise _Capped()
         raise ResourceError(
             f"the {self.kind} decompressor process failed "
             + (f"(killed by signal {-code})" if code < 0 else f"(exit status {code})"),
@@ -860,9 +880,12 @@ class _Inflater:
 _F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # fcntl(2); Python 3.10+ names it
 
 
-def _inflate_child(decoder: _Decoder, data: bytes, out_fd: int, status_fd: int) -> NoReturn:
-    """The forked decoder: DATA through DECODER into OUT_FD, then "ok" or "corrupt <reason>"
-    on STATUS_FD. Never returns."""
+def _inflate_child(
+    decoder: _Decoder, data: bytes, out_fd: int, status_fd: int, cap: int
+) -> NoReturn:
+    """The forked decoder: DATA through DECODER, normalised, into OUT_FD; then on STATUS_FD
+    "ok <size> <sha256>" of the decoded text, "capped" past CAP bytes or "corrupt <reason>".
+    Never returns."""
     code = 70
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -874,14 +897,30 @@ def _inflate_child(decoder: _Decoder, data: bytes, out_fd: int, status_fd: int) 
         os.closerange(3, low)
         os.closerange(low + 1, high)
         os.closerange(high + 1, 1 << 16)
+        hasher = hashlib.sha256()
+        text = _Text()
+        total = 0
         view = memoryview(data)
         step = _Inflater.FEED
         for pos in range(0, len(view), step):
             for out in decoder.feed(view[pos : pos + step]):
-                _write_all(out_fd, out)
+                total += len(out)
+                if total > cap:
+                    raise _Capped()
+                hasher.update(out)
+                for piece in text.feed(out):
+                    _write_all(out_fd, piece)
         decoder.close()
-        _write_all(status_fd, b"ok")
+        for piece in text.feed(b"", final=True):
+            _write_all(out_fd, piece)
+        _write_all(status_fd, f"ok {total} {hasher.hexdigest()}".encode())
         code = 0
+    except _Capped:
+        try:
+            _write_all(status_fd, b"capped")
+            code = 4
+        except BaseException:
+            pass
     except _Corrupt as exc:
         try:
             _write_all(status_fd, f"corrupt {exc}".encode("utf-8", "replace")[:4096])
@@ -1149,24 +1188,21 @@ def _fetch_one(
             return f.read(offset).count(b"\n")
 
     builder = _Builder(origin, lines_before)
-    normaliser = _Text()
-    inflater = _Inflater(source.kind, data, source.url)
+    inflater = _Inflater(source.kind, data, source.url, cap)
     del data  # the child has its copy; ours goes now
     try:
         chunker = _Chunker(builder, out.write)
-        total = 0
         with inflater:
-            for piece in inflater.pieces():
-                total += len(piece)
-                if total > cap:
-                    raise _SourceFailed(
-                        "size",
-                        f"index decompresses to more than {cap} bytes "
-                        f"({'as Release lists' if plain else 'hard limit'}); refusing",
-                    )
-                chunker.feed(normaliser.feed(piece))
             try:
-                digest = inflater.finish()
+                for piece in inflater.pieces():
+                    chunker.feed((piece,))
+                total, digest = inflater.finish()
+            except _Capped:
+                raise _SourceFailed(
+                    "size",
+                    f"index decompresses to more than {cap} bytes "
+                    f"({'as Release lists' if plain else 'hard limit'}); refusing",
+                ) from None
             except _Corrupt as exc:
                 raise _SourceFailed(
                     "corrupt",
@@ -1182,7 +1218,7 @@ def _fetch_one(
                 raise _SourceFailed(
                     "mismatch", f"{source.path} decompressed: expected SHA256 {plain.sha256}, "
                     f"received SHA256 {digest} from {source.url}")  # fmt: skip
-        chunker.feed(normaliser.feed(b"", final=True), final=True)
+        chunker.feed((), final=True)
         out.flush()
         size = out.tell()
         out.close()
