@@ -209,6 +209,7 @@ def test_stale_entry_after_sigkill_is_seen_by_status_and_list(
     assert f"{name}: its registry entry was stale (leader PID {entry['leader']}" in status.stderr
     assert status.stdout.startswith(f"{name} (stopped)")
     assert not (REGISTRY / name).exists()
+    assert not (CONSOLES / name).exists()  # the dead supervisor's socket went with it
     assert name not in [m["machine"] for m in json.loads(rootstrap("list", "--json").stdout)]
     # The next start of the name clears the dead one's cgroup and console socket.
     _start(boot_store, name)
@@ -217,15 +218,17 @@ def test_stale_entry_after_sigkill_is_seen_by_status_and_list(
     _assert_gone(name, leader)
 
 
-def test_start_timeout_stops_the_machine(boot_store: Path, names: list[str]) -> None:
-    """Not up within --timeout: a clean error, and the machine is stopped, not left."""
+@pytest.mark.parametrize("timeout", ["0.05", "0.15", "0.3"])
+def test_start_timeout_stops_the_machine(boot_store: Path, names: list[str], timeout: str) -> None:
+    """Not up within --timeout: a clean error, and the machine is stopped, not left: before
+    its registration (the supervisor is told to stop) and after it (its init is killed)."""
     name = uniq("t-svc-slow")
     names.append(name)
     result = rootstrap(
-        "--store", str(boot_store), "start", IMAGE, "-M", name, "-x", "--timeout", "0.05"
+        "--store", str(boot_store), "start", IMAGE, "-M", name, "-x", "--timeout", timeout
     )
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: {name}: not up within 0.05 s"), result.stderr
+    assert result.stderr.startswith(f"error: {name}: not up within {timeout} s"), result.stderr
     assert "Traceback" not in result.stderr
     deadline = time.monotonic() + 15
     while (REGISTRY / name).exists() and time.monotonic() < deadline:

@@ -415,6 +415,9 @@ def status_main(args: list[str], store: str) -> int:
             found.append(_running(live, lines))
             continue
         if written is not None:
+            from rootstrap.runner import consoleserver
+
+            consoleserver.drop(name)
             print(
                 f"warning: {name}: its registry entry was stale (leader PID {written.leader} "
                 "is gone: its supervisor was killed); removed",

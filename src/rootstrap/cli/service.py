@@ -261,27 +261,35 @@ def _wait_gone(pidfds: list[int], deadline: float) -> bool:
 
 
 def _kill_and_wait(machine: str, supervisor: int, grace: float = 10.0) -> None:
-    """Kill MACHINE now (its init, so its supervisor cleans up as after any exit) and wait for
-    the supervisor; a supervisor still there after GRACE is killed too (PDEATHSIG then takes
-    the machine down; the next boot of the name clears what is left)."""
+    """Kill MACHINE now and wait for its SUPERVISOR to clean up: SIGKILL to its init once
+    it is registered; before that, SIGTERM to the supervisor every 0.1 s (boot's second stop
+    signal kills; two sent at once may arrive as one, so keep sending). A supervisor still
+    there after GRACE is killed too (PDEATHSIG takes the machine down); then what it could
+    not clean up (its registry entry, console socket) is removed here."""
     import signal
 
-    from rootstrap.runner import registry
+    from rootstrap.runner import consoleserver, registry
 
     watch = _pidfd(supervisor) if supervisor else -1
+    deadline = time.monotonic() + grace
     try:
-        entry = registry.lookup(machine)
-        if entry is not None:
-            _signal(entry.leader, signal.SIGKILL)
-        elif supervisor:
-            for _ in range(2):  # boot's second stop signal kills, whatever the init's state
+        while True:
+            entry = registry.lookup(machine)
+            if entry is not None:
+                _signal(entry.leader, signal.SIGKILL)
+            elif supervisor:
                 _signal(supervisor, signal.SIGTERM)
-        if not _wait_gone([watch], time.monotonic() + grace) and supervisor:
-            _signal(supervisor, signal.SIGKILL)
-            _wait_gone([watch], time.monotonic() + grace)
+            if watch < 0 or _wait_gone([watch], time.monotonic() + 0.1):
+                break
+            if time.monotonic() > deadline:
+                _signal(supervisor, signal.SIGKILL)
+                _wait_gone([watch], time.monotonic() + grace)
+                break
     finally:
         if watch >= 0:
             os.close(watch)
+    if registry.lookup(machine) is None:  # drops a stale entry
+        consoleserver.drop(machine)
 
 
 def _signal(pid: int, number: int) -> None:

@@ -34,15 +34,21 @@ def socket_path(machine: str, root: str = ROOT) -> str:
     return os.path.join(root, machine)
 
 
+def drop(machine: str, root: str = ROOT) -> None:
+    """Remove MACHINE's socket, left by a supervisor that was killed (the caller has checked
+    that no machine of that name runs)."""
+    try:
+        os.unlink(socket_path(machine, root))
+    except FileNotFoundError:
+        pass
+
+
 def listen(machine: str, root: str = ROOT) -> socket.socket:
     """The listening socket for MACHINE (a leftover of a dead supervisor is replaced: the
     caller has checked that no machine of that name runs). Cost: a few syscalls."""
     os.makedirs(root, mode=0o700, exist_ok=True)
+    drop(machine, root)
     path = socket_path(machine, root)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old = os.umask(0o077)  # root only from the first moment: the console is a root shell away
     try:
