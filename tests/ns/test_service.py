@@ -310,3 +310,18 @@ def test_status_shows_the_veth_address(boot_store: Path, names: list[str]) -> No
     assert "Network: private" in status.stdout
     assert rootstrap("stop", name, timeout=120).returncode == 0
     _assert_gone(name, int(str(entry["leader"])))
+
+
+def test_stop_right_after_a_no_block_start(boot_store: Path, names: list[str]) -> None:
+    """stop while the machine is still starting: the power-off request is repeated until
+    the init takes it, and the machine is gone well before the timeout."""
+    name = uniq("t-svc-early")
+    names.append(name)
+    started = rootstrap("--store", str(boot_store), "start", IMAGE, "-M", name, "-x", "--no-block")
+    assert started.returncode == 0, started.stderr
+    leader = int(str(_entry(name)["leader"]))
+    began = time.monotonic()
+    stopped = rootstrap("stop", name, "--timeout", "30", timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    assert time.monotonic() - began < 20
+    _assert_gone(name, leader)

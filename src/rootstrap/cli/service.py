@@ -325,7 +325,16 @@ def stop_main(args: list[str]) -> int:
         if "--no-block" in own:
             return 0
         deadline = time.monotonic() + timeout
-        late = [m for m, sup, lead in watches if not _wait_gone([sup, lead], deadline)]
+        late = []
+        for m, sup, lead in watches:
+            # Again every second: an init that has not installed its handlers yet (a machine
+            # stopped while it starts) ignores signals from outside its pid namespace, and
+            # systemd takes a repeated request for the same target as one.
+            while not _wait_gone([sup, lead], min(deadline, time.monotonic() + 1.0)):
+                if time.monotonic() >= deadline:
+                    late.append(m)
+                    break
+                _signal(m.leader, POWEROFF)
     finally:
         for _, sup, lead in watches:
             for fd in (sup, lead):
