@@ -798,6 +798,8 @@ class _Inflater:
         read, step = os.read, self.STEP
         fd = self._read_fd
         os.set_blocking(fd, False)
+        waiter = select.poll()  # not select(): that fails for descriptors past 1023
+        waiter.register(fd, select.POLLIN)
         backlog: deque[bytes] = deque()
         held = 0
         ended = False
@@ -808,7 +810,7 @@ class _Inflater:
                 except BlockingIOError:
                     if backlog:
                         break
-                    select.select([fd], [], [])  # nothing to parse: wait for the child
+                    waiter.poll()  # nothing to parse: wait for the child
                     continue
                 if not data:
                     ended = True
