@@ -114,7 +114,7 @@ def child(mode: str, work: Path, cache: Path) -> dict[str, object]:
         count = len(stanzas)
     else:
         from rootstrap.archive.http import Http
-        from rootstrap.archive.index import fetch_index
+        from rootstrap.archive.indexfetch import fetch_index
         from rootstrap.archive.packages import PackageIndex
 
         release = _release(work)

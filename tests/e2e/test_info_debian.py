@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rootstrap import recipes
-from rootstrap.archive.index import load_cached
+from rootstrap.archive.indexfetch import load_cached
 
 pytestmark = [pytest.mark.network]
 

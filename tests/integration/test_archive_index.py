@@ -402,7 +402,7 @@ def test_any_index_fetch_failure_is_fatal(
     assert exc.subject and "/dists/bookworm/main/binary-amd64/" in exc.subject
 
 
-# -- the forked decoder (index.py's _Inflater) -----------------------------------------------
+# -- the forked decoder (inflate.py's Inflater) ----------------------------------------------
 
 
 def _big_index(stanzas: int) -> bytes:
@@ -429,14 +429,14 @@ def test_sigint_during_the_parse_kills_the_decoder(
     sign_listing(plain_archive, {INDEX + ".xz": lzma.compress(_big_index(20000))})
     srv = fault_server(plain_archive.root)
     seen: list[set[int]] = []
-    original = idx._Builder.add_chunk
+    original = idx.Builder.add_chunk
 
-    def interrupted(self: idx._Builder, buf: bytes, offset: int) -> None:
+    def interrupted(self: idx.Builder, buf: bytes, offset: int) -> None:
         original(self, buf, offset)
         seen.append(children())
         os.kill(os.getpid(), signal.SIGINT)  # a real signal: KeyboardInterrupt right here
 
-    monkeypatch.setattr(idx._Builder, "add_chunk", interrupted)
+    monkeypatch.setattr(idx.Builder, "add_chunk", interrupted)
     before, open_pipes = children(), pipes()
     with pytest.raises(KeyboardInterrupt):
         open_local(srv.url, test_key.keyring, cache)
@@ -458,10 +458,10 @@ def test_a_decoder_killed_from_outside_is_a_clean_error(
     """The kernel's OOM killer, say: the parent sees the pipe end early and says why."""
     sign_listing(plain_archive, {INDEX + ".xz": lzma.compress(_big_index(20000))})
     srv = fault_server(plain_archive.root)
-    original = idx._Builder.add_chunk
+    original = idx.Builder.add_chunk
     killed: list[int] = []
 
-    def kill_decoder(self: idx._Builder, buf: bytes, offset: int) -> None:
+    def kill_decoder(self: idx.Builder, buf: bytes, offset: int) -> None:
         if not killed:
             for pid in children():
                 if Path(f"/proc/{pid}/status").read_text().startswith("Name:\tpython"):
@@ -469,7 +469,7 @@ def test_a_decoder_killed_from_outside_is_a_clean_error(
                     killed.append(pid)
         original(self, buf, offset)
 
-    monkeypatch.setattr(idx._Builder, "add_chunk", kill_decoder)
+    monkeypatch.setattr(idx.Builder, "add_chunk", kill_decoder)
     exc = fails(srv, cache, test_key.keyring, r"killed by signal 9", RootstrapError)
     assert killed and exc.hint == "out of memory?"
     assert exc.subject and exc.subject.endswith(".xz")
@@ -500,9 +500,9 @@ def test_every_compression_gives_the_same_table(
     key = archive.tables[0].key
     assert (cache / "indexes" / f"{key}.packages").read_bytes() == text
     table = marshal.loads((cache / "indexes" / f"{key}.table").read_bytes())
-    expected = idx._Builder("x")
-    chunker = idx._Chunker(expected, None)
-    chunker.feed(idx._Text().feed(text, final=True), final=True)
+    expected = idx.Builder("x")
+    chunker = idx.Chunker(expected, None)
+    chunker.feed(idx.Text().feed(text, final=True), final=True)
     assert table == expected.finish(key, len(text))
 
 
@@ -531,10 +531,10 @@ def test_bookworm_main_fast_table_equals_the_general_parsers(
     base = tmp_path / "indexes" / table.key
     text = base.with_suffix(".packages").read_bytes()
     cached = base.with_suffix(".table").read_bytes()
-    monkeypatch.setattr(idx._Builder, "_fast", lambda self, buf, offset: False)
-    builder = idx._Builder("bookworm/main")
-    chunker = idx._Chunker(builder, None)
-    normaliser = idx._Text()
+    monkeypatch.setattr(idx.Builder, "_fast", lambda self, buf, offset: False)
+    builder = idx.Builder("bookworm/main")
+    chunker = idx.Chunker(builder, None)
+    normaliser = idx.Text()
     for pos in range(0, len(text), 1 << 20):
         chunker.feed(normaliser.feed(text[pos : pos + (1 << 20)]))
     chunker.feed(normaliser.feed(b"", final=True), final=True)

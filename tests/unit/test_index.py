@@ -13,7 +13,9 @@ import pytest
 import zstandard
 
 from rootstrap.archive import index as idx
-from rootstrap.archive.index import _Corrupt, _Decoder, parse_index_bytes, parse_stanza
+from rootstrap.archive.index import parse_index_bytes, parse_stanza
+from rootstrap.archive.indexfetch import load_cached
+from rootstrap.archive.inflate import PIECE, ZSTD_FEED, Corrupt, _Decoder
 from rootstrap.archive.packages import PackageIndex
 from rootstrap.errors import ArchiveIndexError
 
@@ -199,13 +201,13 @@ def test_fast_and_slow_paths_agree() -> None:
 
 def test_fast_path_is_taken_for_canonical_text(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    original = idx._Builder._slow
+    original = idx.Builder._slow
 
-    def spy(self: idx._Builder, text: bytes, offset: int) -> None:
+    def spy(self: idx.Builder, text: bytes, offset: int) -> None:
         calls.append("slow")
         original(self, text, offset)
 
-    monkeypatch.setattr(idx._Builder, "_slow", spy)
+    monkeypatch.setattr(idx.Builder, "_slow", spy)
     parse_index_bytes(CANONICAL.encode())
     assert calls == []
     parse_index_bytes(CANONICAL.replace("Package: hello", "package: hello").encode())
@@ -268,7 +270,7 @@ def test_damaged_compression_is_detected(kind: str, damage: str) -> None:
         data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
     try:
         out = decode_all(kind, data)
-    except _Corrupt as exc:
+    except Corrupt as exc:
         assert str(exc).startswith(("corrupt", "truncated", "trailing"))
         return
     # zstd frames carry no checksum by default: a flipped byte may decode to other bytes,
@@ -283,7 +285,7 @@ def test_decoder_output_is_bounded_per_step(kind: str) -> None:
     decoder = _Decoder(kind)
     biggest = max(len(piece) for piece in decoder.feed(bomb))
     # zstd has no max_length: it is fed ZSTD_FEED bytes at a time, ~32k-fold at most.
-    assert biggest <= (idx.PIECE if kind != "zst" else idx.ZSTD_FEED * 32768 + idx.PIECE)
+    assert biggest <= (PIECE if kind != "zst" else ZSTD_FEED * 32768 + PIECE)
 
 
 def _oracle(text: bytes) -> tuple[dict[tuple[str, str, str], dict[str, str]], set[str], set[str]]:
@@ -348,11 +350,11 @@ def raw_table(data: bytes, chunk: int, fast: bool, monkeypatch: pytest.MonkeyPat
     with monkeypatch.context() as m:
         m.setattr(idx, "CHUNK", chunk)
         if not fast:
-            m.setattr(idx._Builder, "_fast", lambda self, buf, offset: False)
-        builder = idx._Builder("x/main")
+            m.setattr(idx.Builder, "_fast", lambda self, buf, offset: False)
+        builder = idx.Builder("x/main")
         parts: list[bytes] = []
-        chunker = idx._Chunker(builder, parts.append)
-        text = idx._Text()
+        chunker = idx.Chunker(builder, parts.append)
+        text = idx.Text()
         for pos in range(0, len(data), 1000):  # as the decoder's pieces arrive
             chunker.feed(text.feed(data[pos : pos + 1000]))
         chunker.feed(text.feed(b"", final=True), final=True)
@@ -401,13 +403,13 @@ def test_fast_path_table_is_identical_to_the_general_parsers(
         data = ODDITIES[name](data)
     raw = data.encode()
     taken: list[bool] = []
-    original = idx._Builder._fast
+    original = idx.Builder._fast
 
-    def spy(self: idx._Builder, buf: bytes, offset: int) -> bool:
+    def spy(self: idx.Builder, buf: bytes, offset: int) -> bool:
         taken.append(original(self, buf, offset))
         return taken[-1]
 
-    monkeypatch.setattr(idx._Builder, "_fast", spy)
+    monkeypatch.setattr(idx.Builder, "_fast", spy)
     for chunk in (300, 4096, 1 << 20):
         assert raw_table(raw, chunk, True, monkeypatch) == raw_table(raw, chunk, False, monkeypatch)
     assert any(taken), "the fast path never ran: the comparison would be slow against slow"
@@ -419,9 +421,9 @@ def test_the_name_lookup_handed_over_equals_the_one_built_lazily() -> None:
         [stanza("aa"), stanza("dup", "1"), stanza("bb"), stanza("dup", "2", "all"), stanza("dup")]
     ).encode()
     fresh = parse_index_bytes(raw, "x/main")
-    builder = idx._Builder("x/main")
-    chunker = idx._Chunker(builder, None)
-    chunker.feed(idx._Text().feed(raw, final=True), final=True)
+    builder = idx.Builder("x/main")
+    chunker = idx.Chunker(builder, None)
+    chunker.feed(idx.Text().feed(raw, final=True), final=True)
     lazy = idx.IndexTable(builder.finish("", len(raw)), raw, "x/main")
     assert lazy._by_name is None and fresh._by_name is not None
     assert fresh._index() == lazy._index() == {"aa": 0, "dup": [1, 3, 4], "bb": 2}
@@ -440,15 +442,15 @@ def test_a_cached_index_costs_no_resident_memory_per_stanza_read(tmp_path: Path)
     text = "".join(
         stanza(f"pkg{i}", "1.0", Description="x" * 200) + "\n" for i in range(60000)
     ).encode()
-    builder = idx._Builder("x/main")
-    chunker = idx._Chunker(builder, None)
-    chunker.feed(idx._Text().feed(text, final=True), final=True)
+    builder = idx.Builder("x/main")
+    chunker = idx.Chunker(builder, None)
+    chunker.feed(idx.Text().feed(text, final=True), final=True)
     key = "b" * 64
     (tmp_path / "indexes").mkdir()
     (tmp_path / "indexes" / f"{key}.packages").write_bytes(text.rstrip(b"\n") + b"\n")
     table = builder.finish(key, len(text.rstrip(b"\n")) + 1)
     (tmp_path / "indexes" / f"{key}.table").write_bytes(marshal.dumps(table))
-    loaded = idx.load_cached(tmp_path, key, "x/main")
+    loaded = load_cached(tmp_path, key, "x/main")
     assert loaded is not None and len(loaded) == 60000
     before = _rss_file_kib()
     for i in range(0, 60000, 200):

@@ -4,7 +4,7 @@
     archive.release.codename, archive.mirror, archive.index.best("bash")
 
 Everything a later stage uses comes through here, so everything here is verified: the Release
-against the recipe's keyring (release.py), each index against the Release (index.py).
+against the recipe's keyring (release.py), each index against the Release (indexfetch.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rootstrap.archive.index import IndexTable, fetch_index
+from rootstrap.archive.index import IndexTable
+from rootstrap.archive.indexfetch import fetch_index
 from rootstrap.archive.packages import Package, PackageIndex
 from rootstrap.archive.release import (
     HttpLike,

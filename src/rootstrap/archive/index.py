@@ -1,14 +1,4 @@
-"""Packages indexes: fetched against the signed Release, parsed fast, cached parsed.
-
-Fetching (HAZARDS 16–20, 25). Each ``<component>/binary-<arch>/Packages`` the Release lists is
-tried as xz, gz, zst, then plain, each by-hash first when the Release says ``Acquire-By-Hash``
-(debootstrap and apt do the same: a by-hash file cannot change under us mid-sync), on every
-mirror in turn: any bytes whose SHA256 the verified Release names are good, whoever serves
-them. Size and SHA256 are checked while streaming (``Http.stream``), and the whole compressed
-file is verified before a byte of it is decoded; the decompressed text is capped by the
-uncompressed size the Release lists (or a hard limit) and hashed against it too. Decoding runs
-in a forked child that pipes the text to the parser (:class:`_Inflater`: a decoder thread
-fought the parser for the GIL and hardly overlapped it).
+"""Packages indexes parsed fast into a compact table (the table the cache stores).
 
 Parsing (research/libs.md §1: python-debian takes 7.5–8.9 s and 473 MiB for bookworm main).
 The parse builds a compact table: per stanza its name, version, architecture and byte range,
@@ -17,39 +7,26 @@ scans per chunk (whole stanzas with Package/Version/Architecture, whose matches 
 chunk; Provides/Priority/Essential in any spelling), the per-stanza work done by map() over C
 methods; a chunk that is not canonical (odd case, blank-line runs, fields out of Debian's
 order) goes through the general line parser instead, so odd input gives the same table, only
-slower (HAZARDS 22; CRLF and whitespace-only lines are normalised first). Stanzas
-become :class:`~rootstrap.archive.packages.Package` objects only when asked for, so a line
-that is not a field is reported (with its line number) when its stanza is first used.
+slower (HAZARDS 22; CRLF and whitespace-only lines are normalised first, by :class:`Text`).
+Stanzas become :class:`~rootstrap.archive.packages.Package` objects only when asked for, so a
+line that is not a field is reported (with its line number) when its stanza is first used.
 
-Cache: ``<cache>/indexes/<sha256>.packages`` (the uncompressed text, normalised) and
-``<sha256>.table`` (marshal), keyed by the SHA256 the Release gives the uncompressed index (or
-the compressed one when that is all it lists). Both are written under temporary names and
-renamed once verified, so a file that exists was verified when written; the cache directory is
-trusted like apt's lists directory. A warm load is one marshal read and an open file.
+This module knows text and tables only: where the text comes from is
+:mod:`rootstrap.archive.indexfetch` (download, verification, the cache) and
+:mod:`rootstrap.archive.inflate` (decompression in a forked child), which feed it through
+:class:`Chunker` and :class:`Builder`.
 """
 
 from __future__ import annotations
 
-import fcntl
-import gc
-import hashlib
 import logging
-import lzma
-import marshal
 import os
 import re
-import select
-import signal
-import threading
-import zlib
 from array import array
 from bisect import bisect_right
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, repeat
-from pathlib import Path
-from typing import Any, Final, NoReturn, cast
+from typing import Any, Final, cast
 
 from rootstrap.archive.packages import (
     ARCH_RE,
@@ -59,32 +36,23 @@ from rootstrap.archive.packages import (
     PackageSource,
     parse_provides,
 )
-from rootstrap.archive.release import FileEntry, HttpLike, Release
-from rootstrap.errors import (
-    ArchiveIndexError,
-    DownloadError,
-    IntegrityError,
-    ResourceError,
-    RootstrapError,
-    VerificationError,
-)
+from rootstrap.errors import ArchiveIndexError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FORMAT",
+    "Builder",
+    "Chunker",
+    "FileText",
     "IndexTable",
-    "fetch_index",
-    "load_cached",
+    "Text",
     "parse_index_bytes",
     "parse_stanza",
 ]
 
 FORMAT: Final = 2
-HARD_CAP: Final = 1 << 30  # no Packages index comes near 1 GiB uncompressed (sid main: ~70 MB)
-PIECE: Final = 1 << 20  # decompressor output per step: bounds memory whatever the ratio
 CHUNK: Final = 512 << 10  # text parsed per step: short, so the decoder's pipe is drained often
-ZSTD_FEED: Final = 1024  # zstd has no max_length: feed it small so one call stays small
-COMPRESSIONS: Final = (("xz", ".xz"), ("gz", ".gz"), ("zst", ".zst"), ("", ""))
 
 # Fields as the archive spells them; a stanza's field names are matched case-insensitively
 # (deb822(5)) and stored under these spellings.
@@ -193,7 +161,7 @@ def _split_stanzas(text: bytes) -> Iterator[tuple[int, int]]:
 # The table
 
 
-class _Builder:
+class Builder:
     """Accumulates the table while chunks of text stream past."""
 
     def __init__(self, where: str, lines_before: Callable[[int], int] | None = None) -> None:
@@ -536,7 +504,7 @@ class IndexTable(PackageSource):
 # Parsing a whole text (tests, small archives, the cold path's consumer)
 
 
-class _Text:
+class Text:
     """Normalises streamed text to whole lines, LF endings, blank whitespace-only lines."""
 
     def __init__(self) -> None:
@@ -571,13 +539,13 @@ class _Text:
         return data
 
 
-class _Chunker:
+class Chunker:
     """Cuts normalised text at stanza boundaries into the builder, writing it to SINK.
 
     A chunk is cut between the two newlines of a blank line, so every chunk after the first
     starts with the newline that the fast path's patterns (``\\nPackage:``) expect."""
 
-    def __init__(self, builder: _Builder, sink: Callable[[bytes], Any] | None) -> None:
+    def __init__(self, builder: Builder, sink: Callable[[bytes], Any] | None) -> None:
         self.builder = builder
         self.sink = sink
         self.pending = bytearray()
@@ -623,621 +591,10 @@ class _Chunker:
 def parse_index_bytes(data: bytes, origin: str = "", key: str = "") -> IndexTable:
     """Parse a whole uncompressed Packages text in memory (tests and small indexes)."""
     parts: list[bytes] = []
-    builder = _Builder(origin, lambda offset: b"".join(parts)[:offset].count(b"\n"))
-    normaliser = _Text()
-    chunker = _Chunker(builder, parts.append)
+    builder = Builder(origin, lambda offset: b"".join(parts)[:offset].count(b"\n"))
+    normaliser = Text()
+    chunker = Chunker(builder, parts.append)
     chunker.feed(normaliser.feed(data, final=True), final=True)
     text = b"".join(parts)
     table = builder.finish(key, len(text))
-    return IndexTable(table, text, origin, builder.by_name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Decompression with caps and strict ends (HAZARDS 20, 25)
-
-
-class _Corrupt(Exception):
-    """The compressed data cannot be decoded (the hash decides whose fault that is)."""
-
-
-class _Decoder:
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._xz = lzma.LZMADecompressor(format=lzma.FORMAT_XZ) if kind == "xz" else None
-        self._gz = zlib.decompressobj(wbits=31) if kind == "gz" else None
-        self._zst: Any = None
-        self._zstd_module: Any = None
-        if kind == "zst":
-            import zstandard
-
-            self._zstd_module = zstandard
-            self._zst = zstandard.ZstdDecompressor().decompressobj()
-        self.ended = kind == ""
-
-    def feed(self, data: bytes | memoryview) -> Iterator[bytes]:
-        try:
-            if self.kind == "":
-                yield bytes(data)
-            elif self._xz is not None:
-                yield from self._feed_xz(data)
-            elif self._gz is not None:
-                yield from self._feed_gz(data)
-            else:
-                yield from self._feed_zst(data)
-        except (lzma.LZMAError, zlib.error, EOFError) as exc:
-            raise _Corrupt(f"corrupt {self.kind} data: {exc}") from exc
-        except Exception as exc:
-            if self._zstd_module is not None and isinstance(exc, self._zstd_module.ZstdError):
-                raise _Corrupt(f"corrupt zst data: {exc}") from exc
-            raise
-
-    def _feed_xz(self, data: bytes | memoryview) -> Iterator[bytes]:
-        d = self._xz
-        assert d is not None
-        if d.eof:
-            if data:
-                raise _Corrupt("trailing data after the xz stream")
-            return
-        out = d.decompress(data, max_length=PIECE)
-        yield out
-        while not d.eof and not d.needs_input:
-            yield d.decompress(b"", max_length=PIECE)
-        if d.eof and d.unused_data:
-            raise _Corrupt("trailing data after the xz stream")
-        self.ended = d.eof
-
-    def _feed_gz(self, data: bytes | memoryview) -> Iterator[bytes]:
-        d = self._gz
-        assert d is not None
-        if d.eof:
-            if data:
-                raise _Corrupt("trailing data after the gzip stream")
-            return
-        yield d.decompress(data, PIECE)
-        while d.unconsumed_tail and not d.eof:
-            yield d.decompress(d.unconsumed_tail, PIECE)
-        if d.eof and d.unused_data:
-            raise _Corrupt("trailing data after the gzip stream")
-        self.ended = d.eof
-
-    def _feed_zst(self, data: bytes | memoryview) -> Iterator[bytes]:
-        for pos in range(0, len(data), ZSTD_FEED):
-            piece = data[pos : pos + ZSTD_FEED]
-            while piece:
-                if self._zst.eof:  # a further frame (pzstd writes several)
-                    self._zst = self._zstd_module.ZstdDecompressor().decompressobj()
-                out = self._zst.decompress(piece)
-                piece = self._zst.unused_data if self._zst.eof else b""
-                if out:
-                    yield out
-        self.ended = bool(self._zst.eof)
-
-    def close(self) -> None:
-        if not self.ended:
-            raise _Corrupt(f"truncated {self.kind} data (the stream ends early)")
-
-
-class _Capped(Exception):
-    """The text decodes to more than the cap (HAZARDS 25)."""
-
-
-class _Inflater:
-    """Decodes verified compressed bytes in a forked child; the parent reads the text from a pipe.
-
-    Why a process and not a thread: lzma and zlib release the GIL while they work, but a
-    decoder thread must take it back after every call, and while the parser holds it each
-    hand-over waits up to the switch interval (5 ms, sys.getswitchinterval()). Measured on
-    bookworm main: the thread design spent 1.43 s wall for 1.58 s of CPU on 2 cores, i.e. it
-    hardly overlapped. A child has its own interpreter and GIL. It also counts and caps the
-    decoded bytes, hashes them and normalises the text (:class:`_Text`), so the parent only
-    parses: with both cores busy the parent was the slower side (measured ~0.9 s of parent
-    CPU against ~0.8 s in the child). A plain index needs no child: the parent does all that.
-
-    Use as a context manager: leaving it kills and reaps a child still running, so no process
-    outlives an error or an interrupt. The child ignores SIGINT and SIGTERM (the parent decides
-    and kills it); if the parent dies without cleaning up, the child's next write fails (EPIPE)
-    and it exits.
-    """
-
-    READ: Final = 1 << 20  # one pipe's worth (the default pipe-max-size)
-    STEP: Final = 512 << 10  # text handed to the parser between two drains of the pipe (~7 ms)
-    BACKLOG: Final = 16 << 20  # text read ahead of the parser at most (memory bound)
-    FEED: Final = 1 << 16  # compressed input per decoder call in the child
-
-    def __init__(self, kind: str, data: bytes, subject: str, cap: int) -> None:
-        self.kind = kind
-        self.subject = subject
-        self.cap = cap
-        self._data: bytes | None = data
-        self._pid = 0
-        self._read_fd = -1
-        self._status_fd = -1
-        self._total = 0
-        self._hasher = hashlib.sha256()
-
-    def __enter__(self) -> _Inflater:
-        data = self._data
-        assert data is not None
-        if self.kind == "":
-            return self
-        decoder = _Decoder(self.kind)  # before the fork: the child imports nothing
-        read_fd, write_fd = os.pipe()
-        status_fd, status_write_fd = os.pipe()
-        try:
-            for fd in (read_fd, write_fd):
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, self.READ)
-        except OSError:
-            pass  # a smaller pipe only costs a few more hand-overs
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            for fd in (read_fd, write_fd, status_fd, status_write_fd):
-                os.close(fd)
-            raise ResourceError(
-                f"cannot start the decompressor: {exc.strerror}", subject=self.subject
-            ) from exc
-        if pid == 0:  # pragma: no cover - the child ends in os._exit, coverage never sees it
-            _inflate_child(decoder, data, write_fd, status_write_fd, self.cap)
-        os.close(write_fd)
-        os.close(status_write_fd)
-        self._pid, self._read_fd, self._status_fd = pid, read_fd, status_fd
-        self._data = None  # the child has its copy; the parent's may be freed
-        return self
-
-    def pieces(self) -> Iterator[bytes | memoryview]:
-        """The normalised text in pieces of about STEP bytes, as the child produces them.
-
-        Between two pieces the pipe is drained into a backlog without blocking: a pipe holds
-        1 MiB (about 15 ms of xz output), and a child that finds it full stops decoding. With
-        the parser taking a few ms per piece, the child never waits (measured before this:
-        2 MiB parse steps left the child blocked 0.3 s of its 0.8 s, and the parent as long).
-        """
-        if self.kind == "":
-            yield from self._plain()
-            return
-        read, step = os.read, self.STEP
-        fd = self._read_fd
-        os.set_blocking(fd, False)
-        waiter = select.poll()  # not select(): that fails for descriptors past 1023
-        waiter.register(fd, select.POLLIN)
-        backlog: deque[bytes] = deque()
-        held = 0
-        ended = False
-        while True:
-            while not ended and held < self.BACKLOG:
-                try:
-                    data = read(fd, self.READ)
-                except BlockingIOError:
-                    if backlog:
-                        break
-                    waiter.poll()  # nothing to parse: wait for the child
-                    continue
-                if not data:
-                    ended = True
-                    break
-                held += len(data)
-                self._total += len(data)
-                if self._total > self.cap + 1:  # the child caps the raw text; +1: a final "\n"
-                    raise _Capped()
-                backlog.extend(data[pos : pos + step] for pos in range(0, len(data), step))
-            if not backlog:
-                return
-            piece = backlog.popleft()
-            held -= len(piece)
-            yield piece
-
-    def _plain(self) -> Iterator[bytes | memoryview]:
-        data = self._data or b""
-        if len(data) > self.cap:
-            raise _Capped()
-        text = _Text()
-        for pos in range(0, len(data), self.STEP):
-            piece = data[pos : pos + self.STEP]
-            self._hasher.update(piece)
-            yield from text.feed(piece)
-        self._total = len(data)
-        yield from text.feed(b"", final=True)
-
-    def finish(self) -> tuple[int, str]:
-        """After the last piece: the size and SHA256 of the text as decoded (before it was
-        normalised); _Corrupt with the decoder's reason, or _Capped."""
-        if self.kind == "":
-            return self._total, self._hasher.hexdigest()
-        report = b""
-        while block := os.read(self._status_fd, 4096):
-            report += block
-        _pid, status = os.waitpid(self._pid, 0)
-        self._pid = 0
-        verdict, _sep, detail = report.decode("utf-8", "replace").partition(" ")
-        code = os.waitstatus_to_exitcode(status)
-        if code == 0 and verdict == "ok":
-            size, _sep, digest = detail.partition(" ")
-            return int(size), digest
-        if verdict == "corrupt":
-            raise _Corrupt(detail)
-        if verdict == "capped":
-            raise _Capped()
-        raise ResourceError(
-            f"the {self.kind} decompressor process failed "
-            + (f"(killed by signal {-code})" if code < 0 else f"(exit status {code})"),
-            subject=self.subject,
-            hint="out of memory?" if code == -signal.SIGKILL else None,
-        )
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._pid:
-            try:
-                os.kill(self._pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self._pid, 0)
-            self._pid = 0
-        for fd in (self._read_fd, self._status_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._read_fd = self._status_fd = -1
-        self._data = None
-
-
-_F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # fcntl(2); Python 3.10+ names it
-
-
-def _inflate_child(
-    decoder: _Decoder, data: bytes, out_fd: int, status_fd: int, cap: int
-) -> NoReturn:
-    """The forked decoder: DATA through DECODER, normalised, into OUT_FD; then on STATUS_FD
-    "ok <size> <sha256>" of the decoded text, "capped" past CAP bytes or "corrupt <reason>".
-    Never returns."""
-    code = 70
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        gc.disable()  # a collection would touch (and copy) every object shared with the parent
-        # Only the two write ends stay open: another pipe's reader (the unpack workers', say)
-        # must not wait on this child for its EOF, nor our own read end keep a pipe alive.
-        low, high = sorted((out_fd, status_fd))
-        os.closerange(3, low)
-        os.closerange(low + 1, high)
-        os.closerange(high + 1, 1 << 16)
-        hasher = hashlib.sha256()
-        text = _Text()
-        total = 0
-        view = memoryview(data)
-        step = _Inflater.FEED
-        for pos in range(0, len(view), step):
-            for out in decoder.feed(view[pos : pos + step]):
-                total += len(out)
-                if total > cap:
-                    raise _Capped()
-                hasher.update(out)
-                for piece in text.feed(out):
-                    _write_all(out_fd, piece)
-        decoder.close()
-        for piece in text.feed(b"", final=True):
-            _write_all(out_fd, piece)
-        _write_all(status_fd, f"ok {total} {hasher.hexdigest()}".encode())
-        code = 0
-    except _Capped:
-        try:
-            _write_all(status_fd, b"capped")
-            code = 4
-        except BaseException:
-            pass
-    except _Corrupt as exc:
-        try:
-            _write_all(status_fd, f"corrupt {exc}".encode("utf-8", "replace")[:4096])
-            code = 3
-        except BaseException:
-            pass
-    except BaseException:
-        pass  # BrokenPipeError: the parent stopped reading (an error, a cap): just go
-    finally:
-        os._exit(code)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-# ---------------------------------------------------------------------------------------------
-# Fetching
-
-
-@dataclass(frozen=True)
-class _Source:
-    url: str
-    path: str  # relative to dists/<suite>/
-    entry: FileEntry
-    kind: str
-
-
-def index_path(component: str, arch: str) -> str:
-    return f"{component}/binary-{arch}/Packages"
-
-
-def _sources(release: Release, bases: Sequence[str], component: str, arch: str) -> list[_Source]:
-    """Every URL the index may come from, best first (HAZARDS 16, 19)."""
-    path = index_path(component, arch)
-    label = f"{component}/binary-{arch}"
-    listed = [(kind, path + ext) for kind, ext in COMPRESSIONS if path + ext in release.files]
-    provided = (not release.components or component in release.components) and (
-        not release.architectures or arch in release.architectures or arch == "all"
-    )
-    if not provided or not listed:
-        if any(path + ext in release.weak_only for _k, ext in COMPRESSIONS):
-            raise VerificationError(
-                f"Release provides only weak security information for {label} (no SHA256)",
-                subject=release.url,
-            )
-        raise ArchiveIndexError(
-            f"repository does not provide {label}",
-            subject=release.url,
-            hint=f"it has components {', '.join(release.components) or '?'} and architectures "
-            f"{', '.join(release.architectures) or '?'}",
-        )
-    found = []
-    for base in bases:
-        for kind, rel in listed:
-            entry = release.files[rel]
-            if release.acquire_by_hash:
-                found.append(
-                    _Source(f"{base}/{component}/binary-{arch}/by-hash/SHA256/{entry.sha256}",
-                            rel, entry, kind)
-                )  # fmt: skip
-            found.append(_Source(f"{base}/{rel}", rel, entry, kind))
-    return found
-
-
-def _cache_key(release: Release, component: str, arch: str, source: _Source) -> str:
-    plain = release.files.get(index_path(component, arch))
-    return plain.sha256 if plain else source.entry.sha256
-
-
-def load_cached(cache_dir: Path, key: str, origin: str) -> IndexTable | None:
-    """The parsed index cached under KEY, or None. Costs one marshal load (~20-40 ms for
-    bookworm main) and an open(); the text is read only for stanzas asked for."""
-    base = cache_dir / "indexes"
-    try:
-        with open(base / f"{key}.table", "rb") as f:
-            # marshal.load(file) reads in tiny pieces (~20x slower here): read, then loads.
-            table = marshal.loads(f.read())
-        fd = os.open(base / f"{key}.packages", os.O_RDONLY | os.O_CLOEXEC)
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    text = FileText(fd)  # owns FD from here
-    if not isinstance(table, dict) or table.get("format") != FORMAT or table.get("key") != key:
-        text.close()
-        return None
-    if table.get("size") != len(text):
-        text.close()
-        return None
-    return IndexTable(table, text, origin)
-
-
-class _Failure:
-    """Why one source failed; the last word goes to the most telling failure."""
-
-    def __init__(self) -> None:
-        self.mismatch: list[str] = []
-        self.size: list[str] = []
-        self.corrupt: list[str] = []
-        self.other: list[RootstrapError] = []
-
-
-def fetch_index(
-    http: HttpLike,
-    release: Release,
-    component: str,
-    arch: str,
-    *,
-    mirrors: Sequence[str],
-    cache_dir: Path,
-    suite: str,
-) -> IndexTable:
-    """The verified, parsed index of COMPONENT/binary-ARCH, from the cache or the mirrors.
-
-    MIRRORS are tried in order (the Release's own mirror first); any bytes matching the
-    Release's SHA256 are accepted. Cost: bookworm main amd64 ~0.9 s cold on 2 idle cores (one
-    9 MB download, then ~0.8 s of xz in a forked child beside ~0.6 s of parsing here), ~0.07 s
-    warm; memory: the compressed file plus a few MiB of chunks, and the table (~80 MiB peak).
-    Raises ArchiveIndexError (not provided, unparseable), IntegrityError (Hash Sum mismatch,
-    size), DownloadError; a failed fetch leaves nothing in the cache.
-    """
-    origin = f"{suite}/{component}"
-    bases = [f"{m.rstrip('/')}/dists/{suite}" for m in mirrors]
-    sources = _sources(release, bases, component, arch)
-    for key in dict.fromkeys(_cache_key(release, component, arch, s) for s in sources):
-        cached = load_cached(cache_dir, key, origin)
-        if cached is not None:
-            log.debug("%s: index %s from the cache", origin, key[:12])
-            return cached
-    plain = release.files.get(index_path(component, arch))
-    failure = _Failure()
-    for source in sources:
-        try:
-            table = _fetch_one(http, source, plain, cache_dir, origin,
-                               _cache_key(release, component, arch, source))  # fmt: skip
-            _trim_heap()
-            return table
-        except _SourceFailed as exc:
-            log.info("%s: %s", source.url, exc.reason)
-            if exc.kind == "other":
-                failure.other.append(exc.error or DownloadError(exc.reason, subject=source.url))
-            else:
-                getattr(failure, exc.kind).append(exc.reason)
-    first = sources[0]
-    tried = f"{len(sources)} source(s) tried"
-    if failure.mismatch:
-        raise IntegrityError(
-            f"Hash Sum mismatch: {failure.mismatch[0]} ({tried})",
-            subject=first.url,
-            hint="the mirror may be mid-sync or tampered with; try again later or another mirror",
-        )
-    if failure.size:
-        raise IntegrityError(
-            f"{failure.size[0]} ({tried})",
-            subject=first.url,
-            hint="mirror sync in progress? try again later or another mirror",
-        )
-    if failure.corrupt:
-        raise ArchiveIndexError(f"{failure.corrupt[0]} ({tried})", subject=first.url)
-    if failure.other:
-        # HAZARDS 36: no index, no bootstrap (apt would only warn and use old lists).
-        error = failure.other[0]
-        error.message = f"{error.message} ({tried})"
-        error.args = (error.message,)
-        raise error
-    raise DownloadError(f"cannot fetch the index ({tried})", subject=first.url)
-
-
-def _trim_heap() -> None:
-    """Give the parse's freed heap back to the kernel (glibc's malloc_trim(3); ~2 ms).
-
-    The parse's MiB-sized pieces and chunks come from the brk heap (glibc raises its mmap
-    threshold after the first is freed) and the table's small objects land between them, so
-    the heap cannot shrink from its top: measured, 16 MB of freed memory stayed resident after
-    a cold bookworm load, for the rest of a bootstrap. Elsewhere than glibc: a no-op.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None
-
-
-class _SourceFailed(Exception):
-    def __init__(self, kind: str, reason: str, error: RootstrapError | None = None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.error = error
-
-
-def _download(http: HttpLike, source: _Source) -> bytes:
-    """SOURCE's compressed bytes, whole; Http.stream checks size and SHA256 against the Release
-    before returning, so nothing is decoded or parsed from unverified bytes. Bounded by the
-    signed size (bookworm main: 8.8 MB)."""
-    blocks: list[bytes] = []
-    received = 0
-    expected = source.entry.size
-    stream = http.stream(source.url, size=expected, sha256=source.entry.sha256,
-                         max_size=expected)  # fmt: skip
-    try:
-        for block in stream:
-            received += len(block)
-            blocks.append(block)
-    except IntegrityError as exc:
-        if "announces" in exc.message or "cap" in exc.message:
-            reason = f"unexpected size: {exc.message} (mirror sync in progress?)"
-            raise _SourceFailed("size", reason, exc) from exc
-        if received != expected or "more than" in exc.message:
-            reason = (
-                f"unexpected size: received {received} bytes, expected {expected} "
-                "(mirror sync in progress?)"
-            )
-            raise _SourceFailed("size", reason, exc) from exc
-        reason = (
-            f"{source.path}: expected SHA256 {source.entry.sha256} ({expected} bytes), "
-            f"received SHA256 {hashlib.sha256(b''.join(blocks)).hexdigest()} ({received} bytes) "
-            f"from {source.url}"
-        )
-        raise _SourceFailed("mismatch", reason, exc) from exc
-    except DownloadError as exc:
-        raise _SourceFailed("other", exc.message, exc) from exc
-    finally:
-        # Closed here whatever happens: an abandoned response generator kept alive by a
-        # traceback is otherwise closed by the garbage collector at a random moment, possibly
-        # inside httpcore's pool lock in another request (a deadlock seen in tests).
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-    return b"".join(blocks)
-
-
-def _fetch_one(
-    http: HttpLike,
-    source: _Source,
-    plain: FileEntry | None,
-    cache_dir: Path,
-    origin: str,
-    key: str,
-) -> IndexTable:
-    directory = cache_dir / "indexes"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ResourceError(f"cannot create the cache: {exc.strerror}",
-                            subject=str(directory)) from exc  # fmt: skip
-    final = directory / f"{key}.packages"
-    tmp = directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
-    cap = plain.size if plain else min(HARD_CAP, 16 * PIECE + 32 * source.entry.size)
-    data = _download(http, source)
-    out = open(tmp, "wb")
-
-    def lines_before(offset: int) -> int:
-        out.flush()
-        with open(tmp, "rb") as f:
-            return f.read(offset).count(b"\n")
-
-    builder = _Builder(origin, lines_before)
-    inflater = _Inflater(source.kind, data, source.url, cap)
-    del data  # the child has its copy; ours goes now
-    try:
-        chunker = _Chunker(builder, out.write)
-        with inflater:
-            try:
-                for piece in inflater.pieces():
-                    chunker.feed((piece,))
-                total, digest = inflater.finish()
-            except _Capped:
-                raise _SourceFailed(
-                    "size",
-                    f"index decompresses to more than {cap} bytes "
-                    f"({'as Release lists' if plain else 'hard limit'}); refusing",
-                ) from None
-            except _Corrupt as exc:
-                raise _SourceFailed(
-                    "corrupt",
-                    f"{exc} in {source.url} "
-                    "(its SHA256 matches the Release: the archive itself is broken)",
-                ) from exc
-        if plain is not None:
-            if total != plain.size:
-                raise _SourceFailed(
-                    "size", f"unexpected size: decompressed to {total} bytes, Release "
-                    f"lists {plain.size} (mirror sync in progress?)")  # fmt: skip
-            if digest != plain.sha256:
-                raise _SourceFailed(
-                    "mismatch", f"{source.path} decompressed: expected SHA256 {plain.sha256}, "
-                    f"received SHA256 {digest} from {source.url}")  # fmt: skip
-        chunker.feed((), final=True)
-        out.flush()
-        size = out.tell()
-        out.close()
-        table = builder.finish(key, size)
-        table_tmp = tmp.with_suffix(".table.tmp")
-        with open(table_tmp, "wb") as f:
-            marshal.dump(table, f)
-        os.replace(tmp, final)
-        os.replace(table_tmp, directory / f"{key}.table")
-    except BaseException:
-        out.close()
-        for path in (tmp, tmp.with_suffix(".table.tmp")):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-        raise
-    # The table just built, over the file just renamed (not a second copy read back).
-    text = FileText(os.open(final, os.O_RDONLY | os.O_CLOEXEC))
     return IndexTable(table, text, origin, builder.by_name)
