@@ -49,12 +49,14 @@ class Machine:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return rootstrap("--store", str(self.store), "run", *args, self.name, "sh", "-c", PROBE)
 
-    def nspawn(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """systemd-nspawn on the same tree; its machine name is the directory's name, so it
-        reads the same settings file."""
+    def nspawn(
+        self, *args: str, command: tuple[str, ...] = ("sh", "-c", PROBE)
+    ) -> subprocess.CompletedProcess[str]:
+        """systemd-nspawn on the same tree (running COMMAND; none: what the file says); its
+        machine name is the directory's name, so it reads the same settings file."""
         argv = ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(self.image)]
         return subprocess.run(
-            [*argv, *args, "sh", "-c", PROBE],
+            [*argv, *args, *command],
             capture_output=True,
             text=True,
             timeout=120,
@@ -171,13 +173,7 @@ def test_parameters_give_the_command(machine: Machine, nspawn: object) -> None:
     )
     r = rootstrap("--store", str(machine.store), "run", machine.name)
     assert _out(r) == ["a b c"]
-    theirs = subprocess.run(
-        ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(machine.image)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    theirs = machine.nspawn(command=())
     assert _out(theirs) == ["a b c"]
     # A command on the command line wins.
     r = rootstrap("--store", str(machine.store), "run", machine.name, "/bin/echo", "mine")
@@ -193,13 +189,7 @@ def test_boot_yes_makes_run_boot(machine: Machine, nspawn: object) -> None:
     expected = ["init 2 a b c", "FOO=boot pid=1"]
     r = rootstrap("--store", str(machine.store), "run", machine.name, stdin=subprocess.DEVNULL)
     assert [line.strip() for line in _out(r)] == expected
-    theirs = subprocess.run(
-        ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-D", str(machine.image)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    theirs = machine.nspawn(command=())
     assert [line.strip() for line in _out(theirs)] == expected
     # `boot NAME` takes the init's arguments from the file as well (nspawn's -b would not:
     # see the README); arguments on the command line replace them.
