@@ -325,3 +325,33 @@ def test_stop_right_after_a_no_block_start(boot_store: Path, names: list[str]) -
     assert stopped.returncode == 0, stopped.stderr
     assert time.monotonic() - began < 20
     _assert_gone(name, leader)
+
+
+def test_start_reads_the_machines_settings_file(
+    boot_store: Path, names: list[str], tmp_path: Path
+) -> None:
+    """start goes through boot's options, so a .nspawn file's Environment= reaches the init
+    and its Bind= shows inside, and a command-line --setenv replaces the file's Environment=
+    (nspawn's per-group rule)."""
+    name = uniq("t-svc-settings")
+    names.append(name)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "note").write_text("from the host\n")
+    settings = Path("/run/systemd/nspawn") / f"{name}.nspawn"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(
+        f"[Exec]\nEnvironment=FROM_FILE=yes\n[Files]\nBindReadOnly={tmp_path / 'shared'}:/srv\n"
+    )
+    try:
+        for extra, expected in (((), "FROM_FILE=yes"), (("--setenv", "FROM_CLI=1"), "FROM_CLI=1")):
+            _start(boot_store, name, *extra)
+            environ = rootstrap("shell", name, "cat", "/proc/1/environ").stdout.split("\0")
+            assert expected in environ
+            assert ("FROM_FILE=yes" in environ) == (not extra)
+            note = rootstrap("shell", name, "cat", "/srv/note")
+            assert note.stdout.strip() == "from the host", note.stdout + note.stderr
+            leader = int(str(_entry(name)["leader"]))
+            assert rootstrap("stop", name, timeout=120).returncode == 0
+            _assert_gone(name, leader)
+    finally:
+        settings.unlink()

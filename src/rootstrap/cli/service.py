@@ -92,7 +92,16 @@ def start_main(args: list[str], store: str) -> int:
                 hint=f"'rootstrap status {plan.machine}'",
             )
         plan.spec.console = "service"
-    os.makedirs(LOG_DIR, mode=0o750, exist_ok=True)
+    try:
+        os.makedirs(LOG_DIR, mode=0o750, exist_ok=True)
+        if not os.access(LOG_DIR, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise RunnerError(
+            f"cannot write the console logs: {exc.strerror}",
+            subject=LOG_DIR,
+            hint="start runs as root and keeps each machine's console there",
+        ) from None
     started = [_Starting(plan) for plan in ready]
     failed = 0
     for job in started:
