@@ -355,3 +355,38 @@ def test_start_reads_the_machines_settings_file(
             _assert_gone(name, leader)
     finally:
         settings.unlink()
+
+
+def test_the_supervisor_keeps_none_of_the_callers_descriptors(
+    boot_store: Path, names: list[str]
+) -> None:
+    """A descriptor the caller passes down (here a pipe's write end, as a shell's `exec 3>`
+    would) is closed in the detached supervisor: its reader sees the end as soon as start
+    returns, not when the machine stops; the supervisor's stdio is /dev/null and the log."""
+    name = uniq("t-svc-fds")
+    names.append(name)
+    read, write = os.pipe()
+    try:
+        command = [sys.executable, "-m", "rootstrap", "--store", str(boot_store), "start"]
+        started = subprocess.run(
+            [*command, IMAGE, "-M", name, "-x"],
+            pass_fds=(write,),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        os.close(write)
+        write = -1
+        assert started.returncode == 0, (started.stderr, _log(name))
+        os.set_blocking(read, False)
+        assert os.read(read, 1) == b""  # EOF: no process of the machine's holds the pipe
+        supervisor = int(str(_entry(name)["rootstrap"]))
+        targets = {os.readlink(f"/proc/{supervisor}/fd/{fd}") for fd in ("0", "1", "2")}
+        assert targets == {"/dev/null", str(LOGS / f"{name}.log")}
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+    leader = int(str(_entry(name)["leader"]))
+    assert rootstrap("stop", name, timeout=120).returncode == 0
+    _assert_gone(name, leader)

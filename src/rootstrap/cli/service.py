@@ -72,9 +72,9 @@ def start_main(args: list[str], store: str) -> int:
         o in ("-M", "--machine") or o.startswith("--machine=") for o in options
     ):
         raise UsageError("-M names one machine: start one image with it")
-    tail = ["--", *init_args] if init_args else []
+    after = ["--", *init_args] if init_args else []
     plans = [
-        lean.boot_plan([*options, *([n] if n else []), *tail], store, "start")
+        lean.boot_plan([*options, *([n] if n else []), *after], store, "start")
         for n in names or [""]
     ]
     ready: list[BootPlan] = [p for p in plans if p is not None]
@@ -103,10 +103,11 @@ def start_main(args: list[str], store: str) -> int:
             hint="start runs as root and keeps each machine's console there",
         ) from None
     started = [_Starting(plan) for plan in ready]
+    deadline = time.monotonic() + timeout  # one for all: the machines start side by side
     failed = 0
     for job in started:
         try:
-            job.wait(timeout, block="--no-block" not in own)
+            job.wait(deadline, timeout, block="--no-block" not in own)
         except RootstrapError as exc:
             from rootstrap.cli import report
 
@@ -138,13 +139,12 @@ class _Starting:
         os.waitpid(middle, 0)
         self.read = read
 
-    def wait(self, timeout: float, block: bool) -> None:
+    def wait(self, deadline: float, timeout: float, block: bool) -> None:
         """Until READY=1 (not BLOCKing: until it is registered); RunnerError otherwise."""
         import select
 
         from rootstrap.runner import registry
 
-        deadline = time.monotonic() + timeout
         buf = b""
         try:
             while True:
@@ -212,6 +212,10 @@ def _supervise(plan: BootPlan, report: int, log: str) -> None:  # pragma: no cov
         os.dup2(out, 2)
         os.close(null)
         os.close(out)
+        # Nothing of the caller's stays open for the machine's lifetime (a pipe somebody
+        # waits on for its end, a lock): only stdio and the report pipe, as daemon(3) does.
+        os.closerange(3, report)
+        os.closerange(report + 1, 1 << 20)
         os.write(report, b"P%d\n" % os.getpid())
         os.write(1, f"-- rootstrap start {plan.machine}: {time.ctime()} --\n".encode())
         from rootstrap.runner.boot import boot
