@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -67,14 +67,24 @@ def _cgroup_dir(name: str) -> Path:
 
 
 class Machine:
-    """A `rootstrap boot` process in the background, its console captured."""
+    """A `rootstrap boot` process in the background, its console captured; PREFIX runs it
+    (e.g. ``unshare -n --``: the host side of its network in a namespace of the test's).
+    As a context manager, a machine still running at the end is killed."""
 
-    def __init__(self, store: Path, name: str, *extra: str, stdin: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Path,
+        name: str,
+        *extra: str,
+        stdin: int | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
         self.mounts_before = _host_mounts()
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "rootstrap",
@@ -91,6 +101,18 @@ class Machine:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
     def output(self) -> str:
         self.log.seek(0)
@@ -152,12 +174,8 @@ def _host_mounts() -> list[str]:
 @pytest.fixture
 def machine(boot_store: Path, request: pytest.FixtureRequest) -> Iterator[Machine]:
     name = uniq("t-" + request.node.name.removeprefix("test_")[:40].replace("_", "-"))
-    m = Machine(boot_store, name, "--console=read-only")
-    yield m
-    if m.proc.poll() is None:
-        m.proc.kill()
-        m.proc.wait()
-    m.log.close()
+    with Machine(boot_store, name, "--console=read-only") as m:
+        yield m
 
 
 @pytest.mark.hazard(82, 90)
@@ -477,25 +495,12 @@ def test_network_veth_ping_both_ways(boot_store: Path) -> None:
     """--network-veth: ve-NAME beside host0, addressed; ping host → machine and back. The
     host side lives in a network namespace of this test (unshare -n), not the host's."""
     name = uniq("t-veth")
-    log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
-    proc = subprocess.Popen(
-        [
-            *("unshare", "-n", "--", sys.executable, "-m", "rootstrap", "--store", str(boot_store)),
-            *("boot", IMAGE, "-M", name, "-x", "--network-veth", "--console=read-only"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (REGISTRY / name).exists():
-            assert proc.poll() is None and time.monotonic() < deadline, log.name
-            time.sleep(0.05)
-        entry = json.loads((REGISTRY / name).read_text())
-        host, inner = entry["host_address"], entry["address"]
+    veth = ("--network-veth", "--console=read-only")
+    with Machine(boot_store, name, *veth, prefix=("unshare", "-n", "--")) as m:
+        entry = m.wait_registered()
+        host, inner = str(entry["host_address"]), str(entry["address"])
         assert entry["ifname"] == "ve-" + name[:12]
-        outer = f"--net=/proc/{proc.pid}/ns/net"
+        outer = f"--net=/proc/{m.proc.pid}/ns/net"
         links = subprocess.run(
             ["nsenter", outer, "ip", "-br", "addr"], capture_output=True, text=True, check=True
         ).stdout
@@ -516,12 +521,7 @@ def test_network_veth_ping_both_ways(boot_store: Path) -> None:
         back = rootstrap("shell", name, "ping", "-c1", "-W3", host)
         assert back.returncode == 0 and "1 received" in back.stdout, back.stdout + back.stderr
         assert rootstrap("poweroff", name).returncode == 0
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+        assert m.wait_exit() == 0
     assert not (REGISTRY / name).exists()
     assert not _cgroup_dir(name).exists()
 
@@ -532,8 +532,7 @@ def test_private_users_boot(boot_store: Path) -> None:
     root-owned files stay root's inside (idmapped mount) and unchanged on the host."""
     image = boot_store / IMAGE
     owner_before = (image / "etc/passwd").stat().st_uid
-    m = Machine(boot_store, uniq("t-userns"), "--console=read-only", "--private-users=pick")
-    try:
+    with Machine(boot_store, uniq("t-userns"), "--console=read-only", "--private-users=pick") as m:
         entry = m.wait_registered()
         m.wait_running()
         base = entry["private_users"][0]  # type: ignore[index]
@@ -557,11 +556,6 @@ def test_private_users_boot(boot_store: Path) -> None:
         assert rootstrap("poweroff", m.name).returncode == 0
         assert m.wait_exit() == 0
         m.assert_gone(int(entry["leader"]))  # type: ignore[call-overload]
-    finally:
-        if m.proc.poll() is None:
-            m.proc.kill()
-            m.proc.wait()
-        m.log.close()
     assert (image / "etc/passwd").stat().st_uid == owner_before == 0
 
 
@@ -713,25 +707,12 @@ def test_network_bridge(boot_store: Path) -> None:
         "ip link add br-test type bridge && ip addr add 10.232.7.1/24 dev br-test && "
         'ip link set br-test up && exec "$0" "$@"'
     )
-    log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
-    proc = subprocess.Popen(
-        [
-            *("unshare", "-n", "--", "sh", "-c", script, sys.executable, "-m", "rootstrap"),
-            *("--store", str(boot_store), "boot", IMAGE, "-M", name, "-x"),
-            *("--network-bridge", "br-test", "--console=read-only"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (REGISTRY / name).exists():
-            assert proc.poll() is None and time.monotonic() < deadline, log.name
-            time.sleep(0.05)
-        entry = json.loads((REGISTRY / name).read_text())
+    bridge = ("--network-bridge", "br-test", "--console=read-only")
+    in_netns = ("unshare", "-n", "--", "sh", "-c", script)  # sh execs rootstrap as "$0"
+    with Machine(boot_store, name, *bridge, prefix=in_netns) as m:
+        entry = m.wait_registered()
         assert entry["ifname"] == "vb-" + name[:12] and entry["bridge"] == "br-test"
-        outer = f"--net=/proc/{proc.pid}/ns/net"
+        outer = f"--net=/proc/{m.proc.pid}/ns/net"
         link = subprocess.run(
             ["nsenter", outer, "ip", "-o", "link", "show", "dev", entry["ifname"]],
             capture_output=True,
@@ -747,12 +728,7 @@ def test_network_bridge(boot_store: Path) -> None:
         )
         assert back.returncode == 0 and "1 received" in back.stdout, back.stdout + back.stderr
         assert rootstrap("poweroff", name).returncode == 0
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+        assert m.wait_exit() == 0
     assert not (REGISTRY / name).exists()
 
 

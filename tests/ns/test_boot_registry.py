@@ -59,8 +59,7 @@ def test_a_live_name_cannot_be_registered_twice(tmp_path: Path) -> None:
 def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -> None:  # noqa: F811
     """SIGKILL to rootstrap: the machine dies with it (PDEATHSIG on its init), `list` drops
     the stale entry, and the next boot of that name clears the leftover cgroup."""
-    m = Machine(boot_store, uniq("t-sigkill"), "--console=read-only")
-    try:
+    with Machine(boot_store, uniq("t-sigkill"), "--console=read-only") as m:
         entry = m.wait_registered()
         m.proc.send_signal(signal.SIGKILL)
         m.proc.wait()
@@ -72,28 +71,18 @@ def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -
         listed = json.loads(rootstrap("list", "--json").stdout)
         assert m.name not in [x["machine"] for x in listed]
         assert not (REGISTRY / m.name).exists()  # ...until a reader dropped it
-        again = Machine(boot_store, uniq("t-sigkill"), "--console=read-only")
-        try:
+        with Machine(boot_store, uniq("t-sigkill"), "--console=read-only") as again:
             again.wait_registered()
             assert rootstrap("terminate", again.name).returncode == 0
             assert again.wait_exit() == 128 + signal.SIGKILL
-        finally:
-            if again.proc.poll() is None:
-                again.proc.kill()
-                again.proc.wait()
         assert not _cgroup_dir(m.name).exists()
-    finally:
-        if m.proc.poll() is None:
-            m.proc.kill()
-            m.proc.wait()
 
 
 @pytest.mark.slow
 @pytest.mark.hazard(99)
 def test_writable_boot_of_a_running_image_is_busy(boot_store: Path) -> None:  # noqa: F811
     """An ephemeral boot holds the image shared; a writable boot of it fails at once."""
-    m = Machine(boot_store, uniq("t-busy"), "--console=read-only")
-    try:
+    with Machine(boot_store, uniq("t-busy"), "--console=read-only") as m:
         m.wait_registered()
         second = rootstrap("--store", str(boot_store), "boot", "boot", "-M", uniq("t-busy2"))
         assert second.returncode != 0
@@ -102,7 +91,3 @@ def test_writable_boot_of_a_running_image_is_busy(boot_store: Path) -> None:  # 
         assert not _cgroup_dir(uniq("t-busy2")).exists()
         assert rootstrap("terminate", m.name).returncode == 0
         m.wait_exit()
-    finally:
-        if m.proc.poll() is None:
-            m.proc.kill()
-            m.proc.wait()

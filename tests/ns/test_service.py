@@ -265,29 +265,15 @@ def test_login_to_a_terminal_booted_machine_says_where_its_console_is(
     """A machine booted in the foreground has its console on that terminal: login says so."""
     name = uniq("t-svc-fg")
     names.append(name)
-    command = [sys.executable, "-m", "rootstrap", "--store", str(boot_store), "boot", IMAGE]
-    proc = subprocess.Popen(
-        [*command, "-M", name, "-x", "--console=read-only"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (REGISTRY / name).exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+    with test_boot.Machine(boot_store, name, "--console=read-only") as m:
+        m.wait_registered()
         login = rootstrap("login", name)
         assert login.returncode == 1
         assert "its console is on the terminal that booted it" in login.stderr
         status = rootstrap("status", name)
         assert "Console: on the terminal that booted it" in status.stdout
         assert rootstrap("stop", name, timeout=120).returncode == 0
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert m.wait_exit() == 0
 
 
 def test_status_shows_the_veth_address(boot_store: Path, names: list[str]) -> None:
