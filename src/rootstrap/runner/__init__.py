@@ -173,6 +173,13 @@ class RunSpec:
     def __repr__(self) -> str:
         return f"RunSpec({self.root!r}, {list(self.argv)!r})"
 
+    def copy(self) -> RunSpec:
+        """A shallow copy, to change a few fields of (boot does). Without the copy module,
+        which costs ``boot`` ~3 ms of start-up."""
+        new = RunSpec.__new__(RunSpec)
+        new.__dict__.update(self.__dict__)
+        return new
+
 
 def pick_uid_range(machine: str) -> tuple[int, int]:
     """nspawn's ``--private-users=pick``: a 64K range in 0x80000..0x6FFF0000 hashed from the

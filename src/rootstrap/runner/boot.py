@@ -329,32 +329,26 @@ def _boot_loop(
         hooks.veth = network_veth
         hooks.bridge = network_bridge
         hooks.listener = listener
-        boot_spec = RunSpec(
-            spec.root,
-            [INIT, *init_args],
-            env=env,
-            hostname=spec.hostname or machine,
-            binds=spec.binds,
-            tmpfs=spec.tmpfs,
-            read_only=spec.read_only,
-            ephemeral=spec.ephemeral,
-            private_network=spec.private_network,
-            capabilities=keep,
-            no_new_privileges=False,
-            syscall_filter=spec.syscall_filter,
-            private_users=spec.private_users,
-            console=spec.console,
-            stdin=spec.stdin,
-            stdout=spec.stdout,
-            stderr=spec.stderr,
-            lock=spec.lock,
-            as_pid1=True,
-            cgroup=group,
-            run_host={"container-manager": b"rootstrap\n", "os-release": _host_os_release()},
-            notify=True,
-            hooks=hooks,
-            idmap=True,
-        )
+        # SPEC as given (root, mounts, network, users, console, stdio, lock), with what
+        # makes it a boot: the init as PID 1, nspawn's capabilities, the container interface.
+        boot_spec = spec.copy()
+        boot_spec.argv = (INIT, *init_args)
+        boot_spec.env = env
+        boot_spec.hostname = spec.hostname or machine
+        boot_spec.cwd = "/"
+        boot_spec.user = None
+        boot_spec.capabilities = keep
+        boot_spec.drop_capabilities = frozenset()  # already out of KEEP
+        boot_spec.no_new_privileges = False
+        boot_spec.as_pid1 = True
+        boot_spec.cgroup = group
+        boot_spec.run_host = {
+            "container-manager": b"rootstrap\n",
+            "os-release": _host_os_release(),
+        }
+        boot_spec.notify = True
+        boot_spec.hooks = hooks
+        boot_spec.idmap = True
         try:
             code = run(boot_spec)
         except RunnerError as exc:
