@@ -66,6 +66,13 @@ def _cgroup_dir(name: str) -> Path:
     return Path(machine_dir(name))
 
 
+def boot_argv(store: Path, name: str, *extra: str) -> list[str]:
+    """`rootstrap boot` of IMAGE in STORE as machine NAME, ephemeral (-x: the cached image is
+    never changed), with EXTRA options."""
+    cli = [sys.executable, "-m", "rootstrap", "--store", str(store)]
+    return [*cli, "boot", IMAGE, "-M", name, "-x", *extra]
+
+
 class Machine:
     """A `rootstrap boot` process in the background, its console captured; PREFIX runs it
     (e.g. ``unshare -n --``: the host side of its network in a namespace of the test's).
@@ -83,20 +90,7 @@ class Machine:
         self.log = open(f"/tmp/rootstrap-boot-{name}.log", "w+b")
         self.mounts_before = _host_mounts()
         self.proc = subprocess.Popen(
-            [
-                *prefix,
-                sys.executable,
-                "-m",
-                "rootstrap",
-                "--store",
-                str(store),
-                "boot",
-                IMAGE,
-                "-M",
-                name,
-                "-x",
-                *extra,
-            ],
+            [*prefix, *boot_argv(store, name, *extra)],
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -340,21 +334,7 @@ def test_console_escape_through_a_pty(boot_store: Path) -> None:
     before = _host_mounts()
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(
-            sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "rootstrap",
-                "--store",
-                str(boot_store),
-                "boot",
-                IMAGE,
-                "-M",
-                name,
-                "-x",
-            ],
-        )
+        os.execv(sys.executable, boot_argv(boot_store, name))
     try:
         _read_until(fd, b"Reached target", 60)
         entry = json.loads((REGISTRY / name).read_text())
@@ -666,23 +646,7 @@ def test_login_on_the_console_then_detach(boot_store: Path, tmp_path: Path) -> N
     name = uniq("t-login")
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(
-            sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "rootstrap",
-                "--store",
-                str(boot_store),
-                "boot",
-                IMAGE,
-                "-M",
-                name,
-                "-x",
-                "--bind-ro",
-                f"{shadow}:/etc/shadow",
-            ],
-        )
+        os.execv(sys.executable, boot_argv(boot_store, name, "--bind-ro", f"{shadow}:/etc/shadow"))
     try:
         _read_until(fd, b"login: ", 60)
         log_in_as_root(fd)
