@@ -31,6 +31,25 @@ def _copy_winsize(src: int, dst: int) -> None:
         pass
 
 
+class Hotkey:
+    """Ctrl-] typed three times within a second (systemd-nspawn's and machinectl login's
+    way out of a console)."""
+
+    def __init__(self) -> None:
+        self._presses: list[float] = []
+
+    def pressed(self, data: bytes) -> bool:
+        """Feed what was typed; True once the third press within a second arrives."""
+        if ESCAPE not in data:
+            return False
+        import time
+
+        now = time.monotonic()
+        self._presses = [t for t in self._presses if now - t < 1.0]
+        self._presses += [now] * data.count(ESCAPE)
+        return len(self._presses) >= 3
+
+
 def read_pty(master: int) -> bytes | None:
     """What the non-blocking pty MASTER holds: None for nothing yet, b"" once no slave end
     is left (EIO: the container is gone)."""
@@ -59,7 +78,7 @@ def relay(master: int, mode: str, pidfd: int, escape: Callable[[], None] | None 
 
     With ESCAPE, Ctrl-] typed three times within a second on an interactive console calls it
     and stops reading the terminal (nspawn: the machine is terminated)."""
-    presses: list[float] = []
+    hotkey = Hotkey()
     stdin_tty = os.isatty(0)
     saved: list[Any] | None = None
     if mode == "interactive" and stdin_tty:
@@ -86,17 +105,11 @@ def relay(master: int, mode: str, pidfd: int, escape: Callable[[], None] | None 
                 done = True
             if 0 in ready:
                 data = os.read(0, 65536)
-                if data and escape is not None and ESCAPE in data:
-                    import time
-
-                    now = time.monotonic()
-                    presses = [t for t in presses if now - t < 1.0]
-                    presses += [now] * data.count(ESCAPE)
-                    if len(presses) >= 3:
-                        reading.remove(0)
-                        mode = "passive"
-                        escape()
-                        continue
+                if escape is not None and hotkey.pressed(data):
+                    reading.remove(0)
+                    mode = "passive"
+                    escape()
+                    continue
                 if data:
                     write_all(master, data)
                 else:

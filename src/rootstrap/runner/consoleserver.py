@@ -23,11 +23,10 @@ import select
 import socket
 
 from rootstrap.errors import RunnerError
-from rootstrap.runner.console import read_pty, write_all
+from rootstrap.runner.console import Hotkey, read_pty, write_all
 
 ROOT = "/run/rootstrap/console"
 BACKLOG = 4096  # bytes of recent output a new login sees first
-ESCAPE = 0x1D  # Ctrl-]: three within a second detach (nspawn and machinectl login's hotkey)
 
 
 def socket_path(machine: str, root: str = ROOT) -> str:
@@ -199,7 +198,7 @@ def attach(machine: str, path: str, banner: bool = True) -> int:
         tty.setraw(0, termios.TCSANOW)
         _copy_winsize(0, master)
         old_winch = signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(0, master))
-    presses: list[float] = []
+    hotkey = Hotkey()
     detached = False
     watch = [0, conn.fileno()]
     try:
@@ -223,14 +222,9 @@ def attach(machine: str, path: str, banner: bool = True) -> int:
                 if not data:
                     watch.remove(0)
                     continue
-                if ESCAPE in data:
-                    import time
-
-                    now = time.monotonic()
-                    presses = [t for t in presses if now - t < 1.0] + [now] * data.count(ESCAPE)
-                    if len(presses) >= 3:
-                        detached = True
-                        break
+                if hotkey.pressed(data):
+                    detached = True
+                    break
                 conn.sendall(data)
     finally:
         if old_winch is not None:
