@@ -218,14 +218,23 @@ def test_stale_entry_after_sigkill_is_seen_by_status_and_list(
     _assert_gone(name, leader)
 
 
-@pytest.mark.parametrize("timeout", ["0.05", "0.15", "0.3"])
-def test_start_timeout_stops_the_machine(boot_store: Path, names: list[str], timeout: str) -> None:
+# systemd runs a systemd.run= command as a oneshot of its initial transaction (in a container
+# its arguments are its kernel command line): a sleep keeps READY=1 away for sure.
+NEVER_READY = 'systemd.run="/bin/sleep 600"'
+
+
+@pytest.mark.parametrize(("timeout", "init"), [("0.05", ()), ("0.15", ()), ("3", (NEVER_READY,))])
+def test_start_timeout_stops_the_machine(
+    boot_store: Path, names: list[str], timeout: str, init: tuple[str, ...]
+) -> None:
     """Not up within --timeout: a clean error, and the machine is stopped, not left: before
-    its registration (the supervisor is told to stop) and after it (its init is killed)."""
+    its registration (the supervisor is told to stop) and after it (its init, which will
+    not be ready, is killed; a real boot can be up within 0.3 s here)."""
     name = uniq("t-svc-slow")
     names.append(name)
     result = rootstrap(
-        "--store", str(boot_store), "start", IMAGE, "-M", name, "-x", "--timeout", timeout
+        *("--store", str(boot_store), "start", IMAGE, "-M", name, "-x", "--timeout", timeout),
+        *(("--", *init) if init else ()),
     )
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {name}: not up within {timeout} s"), result.stderr
