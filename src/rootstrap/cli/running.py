@@ -232,11 +232,16 @@ def machine_verb_main(verb: str, args: list[str]) -> int:
             if whom == "all" and group:
                 targets = [m.leader] + [p for p in cgroup.procs(group) if p != m.leader]
         for pid in targets:
-            try:
-                os.kill(pid, number)
-            except ProcessLookupError:
-                pass
+            signal_gone_ok(pid, number)
     return 0
+
+
+def signal_gone_ok(pid: int, number: int) -> None:
+    """Send signal NUMBER to PID; a process already gone is no error (it was on its way)."""
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
 
 
 # ----------------------------------------------------------------------------- login

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from rootstrap.cli.running import LOG_DIR, log_path, tail, take_options
+from rootstrap.cli.running import LOG_DIR, log_path, signal_gone_ok, tail, take_options
 from rootstrap.errors import RootstrapError, RunnerError, UsageError
 
 TYPE_CHECKING = False
@@ -289,13 +289,13 @@ def _kill_and_wait(machine: str, supervisor: int, grace: float = 10.0) -> None:
         while True:
             entry = registry.lookup(machine)
             if entry is not None:
-                _signal(entry.leader, signal.SIGKILL)
+                signal_gone_ok(entry.leader, signal.SIGKILL)
             elif supervisor:
-                _signal(supervisor, signal.SIGTERM)
+                signal_gone_ok(supervisor, signal.SIGTERM)
             if watch < 0 or _wait_gone([watch], time.monotonic() + 0.1):
                 break
             if time.monotonic() > deadline:
-                _signal(supervisor, signal.SIGKILL)
+                signal_gone_ok(supervisor, signal.SIGKILL)
                 _wait_gone([watch], time.monotonic() + grace)
                 break
     finally:
@@ -303,13 +303,6 @@ def _kill_and_wait(machine: str, supervisor: int, grace: float = 10.0) -> None:
             os.close(watch)
     if registry.lookup(machine) is None:  # drops a stale entry
         consoleserver.drop(machine)
-
-
-def _signal(pid: int, number: int) -> None:
-    try:
-        os.kill(pid, number)
-    except ProcessLookupError:
-        pass
 
 
 # ------------------------------------------------------------------------------ stop
@@ -334,7 +327,7 @@ def stop_main(args: list[str]) -> int:
     watches = [(m, _pidfd(int(m.get("rootstrap") or 0)), _pidfd(m.leader)) for m in machines]
     try:
         for m, _, _ in watches:
-            _signal(m.leader, POWEROFF)
+            signal_gone_ok(m.leader, POWEROFF)
         if "--no-block" in own:
             return 0
         deadline = time.monotonic() + timeout
@@ -347,7 +340,7 @@ def stop_main(args: list[str]) -> int:
                 if time.monotonic() >= deadline:
                     late.append(m)
                     break
-                _signal(m.leader, POWEROFF)
+                signal_gone_ok(m.leader, POWEROFF)
     finally:
         for _, sup, lead in watches:
             for fd in (sup, lead):
