@@ -9,9 +9,14 @@
     prepare    dpkg's database as `dpkg --unpack` would leave it; daemons blocked
     essential  the essential set's preinsts, then dpkg configures it
     install    the rest: preinsts, then dpkg configures it
-    customize  hostname, hosts, resolv.conf, fstab, apt sources, machine-id
-    cleanup    guards removed, caches and logs dropped, mtimes clamped
-    commit     the tree published atomically: the store, a directory or a tarball
+    cleanup    guards removed, caches and logs dropped; the tree saved for the next same build
+    customize  hostname, hosts, resolv.conf, apt sources, machine-id: this machine's own files
+    commit     mtimes clamped; the tree published atomically: the store, a directory or a tarball
+
+A build whose configured tree is in the tree cache (treecache.py: same packages, same code)
+downloads nothing and restores that tree in extract; prepare, essential and install have
+nothing left to do. Maintainer scripts run under the recipe's hostname, not the machine's,
+so that one tree serves every name (debootstrap's scripts see the build host's).
 
 Each phase is ``def phase(ctx) -> None`` and may be skipped by name (``--skip``). A LIFO cleanup
 stack runs on every exit path, SIGINT and SIGTERM included: a failed bootstrap leaves at most a
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from rootstrap.fetch import Background
     from rootstrap.resolve import Plan
     from rootstrap.store import NewImage
+    from rootstrap.treecache import Entry as TreeEntry
 
 log = logging.getLogger("rootstrap.bootstrap")
 
@@ -83,6 +89,7 @@ class Options:
     allow_expired_keys: bool = False
     ignore_valid_until: bool = False
     keep_failed: bool = False
+    tree_cache: bool = True
 
 
 @dataclass
@@ -107,6 +114,9 @@ class Context:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     result: Path | None = None
+    tree_key: str | None = None  # set when this build may use and fill the tree cache
+    tree: TreeEntry | None = None  # the cached tree extract restores
+    restored: bool = False
 
     def on_exit(self, fn: Callable[[], None]) -> None:
         """Push FN on the LIFO cleanup stack."""
@@ -227,7 +237,40 @@ def _planned(ctx: Context) -> list[Package]:
 
 
 def download(ctx: Context) -> None:
-    """Start the downloads; extract consumes each .deb as it is verified (they overlap)."""
+    """Start the downloads; extract consumes each .deb as it is verified (they overlap).
+    Nothing to download when the configured tree is cached."""
+    ctx.tree_key = _tree_key(ctx)
+    if ctx.tree_key is not None:
+        from rootstrap.treecache import TreeCache
+
+        ctx.tree = TreeCache(ctx.cache_dir).find(ctx.tree_key)
+        if ctx.tree is not None:
+            log.info("configured tree cached: %s", ctx.tree.path.name)
+            return
+    _start_downloads(ctx)
+
+
+# The phases whose work the tree cache stands for: skipping one makes a tree nobody else wants.
+CACHED_PHASES = frozenset({"extract", "prepare", "essential", "install", "cleanup"})
+
+
+def _tree_key(ctx: Context) -> str | None:
+    from rootstrap.treecache import tree_key
+
+    opts = ctx.options
+    if not opts.tree_cache or opts.extract_only or opts.skip & CACHED_PHASES:
+        return None
+    assert ctx.plan is not None and ctx.recipe is not None
+    return tree_key(
+        ((p.name, p.version, p.architecture, p.get("SHA256")) for p in _planned(ctx)),
+        ctx.plan.essential,
+        arch=ctx.arch,
+        merged_usr=ctx.recipe.merged_usr,
+        hostname=ctx.recipe.hostname,
+    )
+
+
+def _start_downloads(ctx: Context) -> None:
     from rootstrap.fetch import Background, DebCache
 
     assert ctx.http is not None and ctx.archive is not None
@@ -292,15 +335,18 @@ def extract(ctx: Context) -> None:
     if ctx.options.output is not None:
         ctx.on_exit(lambda: remove_tree(root))
     root.chmod(0o755)
+    packages = _planned(ctx)
+    # A cap for decompression bombs (HAZARDS 58): what the index promises, with room to spare.
+    budget = sum(p.installed_size for p in packages) * 2 + (64 << 20)
+    # A cached tree has its links already (minus those dpkg's postinst removes unused).
+    if ctx.tree is not None and _restore(ctx, root, budget):
+        return
     if ctx.recipe.merged_usr:
         for name in (*MERGED_DIRS, *MERGED_ARCH_DIRS.get(ctx.arch, ())):
             (root / "usr" / name).mkdir(parents=True, exist_ok=True)
             os.symlink(f"usr/{name}", root / name)
-    packages = _planned(ctx)
     if ctx.downloads is None:
         raise UsageError("the extract phase needs the download phase", hint="do not skip it")
-    # A cap for decompression bombs (HAZARDS 58): what the index promises, with room to spare.
-    budget = sum(p.installed_size for p in packages) * 2 + (64 << 20)
     from rootstrap.fetch import DebCache
 
     # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
@@ -322,17 +368,43 @@ def extract(ctx: Context) -> None:
         ctx.unpacked.append(Unpacked(control.fields, control.members, lists[path]))
 
 
+def _restore(ctx: Context, root: Path, budget: int) -> bool:
+    """Restore the cached tree into ROOT; on a damaged entry, drop it, empty ROOT, start the
+    downloads and return False (the build goes on the slow way)."""
+    from rootstrap.inroot import remove_tree
+    from rootstrap.treecache import DamagedTree, TreeCache, restore
+
+    assert ctx.tree is not None and ctx.tree_key is not None
+    cache = TreeCache(ctx.cache_dir)
+    try:
+        with interrupts.deferred_signals():
+            restore(ctx.tree, root, budget)
+    except DamagedTree as exc:
+        log.warning("%s; building it again", exc)
+        cache.drop(ctx.tree_key)
+        for entry in os.listdir(root):
+            remove_tree(root / entry)
+        ctx.tree = None
+        _start_downloads(ctx)
+        return False
+    cache.touch(ctx.tree)
+    ctx.restored = True
+    return True
+
+
 def prepare(ctx: Context) -> None:
     """dpkg's database, the files dpkg expects, and the guards that keep daemons down."""
     from rootstrap import configure
     from rootstrap.dpkgdb import write_database
 
+    if ctx.restored:
+        return
     root = ctx.need_root()
     write_database(root, ctx.arch, ctx.unpacked)
     for sub, mode in (("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700), ("run", 0o755)):
         rootfiles.make_dir(root, sub, mode)
     rootfiles.write_file(root, "etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
-    rootfiles.write_file(root, "etc/hostname", f"{_hostname(ctx)}\n")
+    rootfiles.write_file(root, "etc/hostname", f"{_build_hostname(ctx)}\n")
     ctx.guards = configure.install_guards(root)
     ctx.on_exit(lambda: configure.restore_guards(ctx.guards))
 
@@ -340,6 +412,12 @@ def prepare(ctx: Context) -> None:
 def _hostname(ctx: Context) -> str:
     assert ctx.recipe is not None
     return ctx.options.hostname or ctx.options.name or ctx.recipe.hostname
+
+
+def _build_hostname(ctx: Context) -> str:
+    """The hostname maintainer scripts see: the recipe's, the same for every machine."""
+    assert ctx.recipe is not None
+    return ctx.recipe.hostname
 
 
 def _steps(ctx: Context, essential: bool) -> list[Step]:
@@ -373,17 +451,17 @@ def _names(relation: str) -> Iterator[str]:
 def essential(ctx: Context) -> None:
     from rootstrap.configure import run_configure
 
-    steps = _steps(ctx, essential=True)
+    steps = [] if ctx.restored else _steps(ctx, essential=True)
     if steps:
-        run_configure(ctx.need_root(), steps, _hostname(ctx))
+        run_configure(ctx.need_root(), steps, _build_hostname(ctx))
 
 
 def install(ctx: Context) -> None:
     from rootstrap.configure import run_configure
 
-    steps = _steps(ctx, essential=False)
+    steps = [] if ctx.restored else _steps(ctx, essential=False)
     if steps:
-        run_configure(ctx.need_root(), steps, _hostname(ctx))
+        run_configure(ctx.need_root(), steps, _build_hostname(ctx))
 
 
 def customize(ctx: Context) -> None:
@@ -452,7 +530,7 @@ def _image_keyring(ctx: Context, root: Path) -> str | None:
 
 
 def cleanup(ctx: Context) -> None:
-    """Restore the guards, drop caches and logs, clamp mtimes for reproducible output."""
+    """Restore the guards, drop caches and logs; save the tree for the next same build."""
     from rootstrap import configure
 
     root = ctx.need_root()
@@ -463,15 +541,21 @@ def cleanup(ctx: Context) -> None:
         "var/log/dpkg.log", "var/log/alternatives.log", "var/cache/ldconfig/aux-cache",
     ):  # fmt: skip
         rootfiles.remove_in_root(root, pattern)
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
-        rootfiles.clamp_mtimes(root, int(epoch))
+    if ctx.tree_key is not None and not ctx.restored:
+        from rootstrap.treecache import TreeCache
+
+        with interrupts.deferred_signals():
+            TreeCache(ctx.cache_dir).offer(root, ctx.tree_key)
 
 
 def commit(ctx: Context) -> None:
-    """Publish the finished tree: rename into the store, or write the tarball."""
+    """Clamp mtimes for reproducible output; publish the finished tree: rename into the
+    store, or write the tarball."""
     root = ctx.need_root()
     opts = ctx.options
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        rootfiles.clamp_mtimes(root, int(epoch))
     if opts.output is not None:
         from rootstrap.tarball import write_tar
 
@@ -502,8 +586,8 @@ PHASES: tuple[tuple[str, Phase], ...] = (
     ("prepare", prepare),
     ("essential", essential),
     ("install", install),
-    ("customize", customize),
     ("cleanup", cleanup),
+    ("customize", customize),
     ("commit", commit),
 )
 PHASE_NAMES = tuple(name for name, _ in PHASES)

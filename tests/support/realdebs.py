@@ -14,6 +14,8 @@ runs against it with ``--mirror http://127.0.0.1:PORT/ --keyring KEYRING``.
 
 The crafted packages (:data:`CRAFTED`, each opt-in with ``--include NAME``):
 
+- ``host-keys``: its postinst writes a random ``/etc/ssh/ssh_host_ed25519_key``, as
+  openssh-server's does (a per-machine secret the tree cache must not share);
 - ``greeter``: ``/usr/bin/greeter`` prints ``greetings from the local mirror`` (for apt
   inside an image, pointed at the local mirror by the image's own sources);
 - ``fail-postinst``: postinst prints ``frobnication failed: widget missing`` and exits 1;
@@ -114,6 +116,16 @@ CRAFTED: tuple[DebSpec, ...] = (
         "1.0",
         files={"usr/share/doc/sleeper/README": b"sleeps in its postinst\n"},
         scripts={"postinst": _SH + "touch /var/lib/sleeper-started\nsleep 3617\n"},
+    ),
+    DebSpec(
+        "host-keys",
+        "1.0",
+        files={"usr/share/doc/host-keys/README": b"makes a host key in its postinst\n"},
+        scripts={
+            "postinst": _SH + "mkdir -p /etc/ssh\n"
+            "od -An -tx1 -N32 /dev/urandom > /etc/ssh/ssh_host_ed25519_key\n"
+            "chmod 600 /etc/ssh/ssh_host_ed25519_key\n"
+        },
     ),
     DebSpec(
         "space-eater",

@@ -50,6 +50,13 @@ def register(app: typer.Typer) -> None:
         ignore_valid_until: Annotated[
             bool, typer.Option("--ignore-valid-until", help="snapshots past Valid-Until")
         ] = False,
+        tree_cache: Annotated[
+            bool,
+            typer.Option(
+                "--tree-cache/--no-tree-cache",
+                help="reuse (and, from a second same build on, keep) the configured tree",
+            ),
+        ] = True,
     ) -> None:
         """Bootstrap SUITE into the store as NAME (or --target DIR, or --output FILE)."""
         from rootstrap import bootstrap
@@ -80,6 +87,7 @@ def register(app: typer.Typer) -> None:
             insecure=insecure,
             allow_expired_keys=allow_expired_keys,
             ignore_valid_until=ignore_valid_until,
+            tree_cache=tree_cache,
             keep_failed=settings.debug,
         )
         quiet = settings.verbosity < 0
@@ -92,4 +100,5 @@ def register(app: typer.Typer) -> None:
             options, store=settings.store, cache_dir=settings.cache_dir, report=report
         )
         if not quiet:
-            print(f"done: {ctx.result}  ({sum(ctx.timings.values()):.1f} s)", file=sys.stderr)
+            how = ", the configured tree from the cache" if ctx.restored else ""
+            print(f"done: {ctx.result}  ({sum(ctx.timings.values()):.1f} s{how})", file=sys.stderr)

@@ -49,21 +49,28 @@ def clean_cmd(
         typer.Option("--keep", help="A cached file name to keep (repeatable)"),
     ] = None,
 ) -> None:
-    """Remove cached .deb files (all, or all but --keep) and leftover partial downloads.
+    """Remove cached .deb files (all, or all but --keep) and leftover partial downloads, and
+    (without --keep) the configured trees.
 
     Refuses while another run is using the cache.
     """
     from rootstrap.archive.http import human_size
     from rootstrap.cli.app import settings
     from rootstrap.fetch import DebCache
+    from rootstrap.treecache import TreeCache
 
     cache = DebCache(settings.cache_dir)
     kept = set(keep) if keep else None
     before = sum(e.size for e in cache.entries())
     removed = cache.clean(kept)
     after = sum(e.size for e in cache.entries())
+    trees = TreeCache(settings.cache_dir)
+    freed = trees.size()
+    dropped = trees.clean() if kept is None else 0
     if settings.verbosity >= 0:
         print(f"removed {removed} files, freed {human_size(before - after)}")
+        if dropped:
+            print(f"removed {dropped} configured trees, freed {human_size(freed)}")
 
 
 def register(app: typer.Typer) -> None:
