@@ -6,7 +6,9 @@
 
 For each variant, interleaved rounds of:
   rootstrap cold    a fresh --cache-dir (indexes and .debs downloaded)
-  rootstrap warm    the same cache again (indexes parsed from cache, .debs verified)
+  rootstrap warm    the same cache again, after two warm-up builds: indexes, .debs and the
+                    configured tree cached (the tree is restored; nothing downloaded)
+  rootstrap warm, .debs only   the same with --no-tree-cache: every phase runs, no download
   mmdebstrap        its default (downloads everything into a temporary apt directory)
   mmdebstrap warm   the same .debs handed to apt by a setup hook (nothing downloaded)
   debootstrap       its default; warm: --unpack-tarball of a --make-tarball
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -55,17 +56,19 @@ def main() -> int:
     peers = [p for p in args.peers.split(",") if p]
     work = Path(tempfile.mkdtemp(prefix="rootstrap-bench-", dir="/var/tmp"))
     results: dict[str, list[tuple[float, float]]] = {}
+    serial = 0
     rootstrap = [sys.executable, "-m", "rootstrap", "-q"]
     try:
         for variant in args.variants.split(","):
             warm_cache = work / f"cache-{variant}"
             debs = work / f"debs-{variant}"
             tarball = work / f"debootstrap-{variant}.tgz"
-            # Warm-up, not timed: fill our cache, and the peers' .debs and tarball.
-            subprocess.run([*rootstrap, "--cache-dir", str(warm_cache), "bootstrap", args.suite,
-                            "--target", str(work / "warmup"), "--variant", variant,
-                            "--extract-only"], check=True)  # fmt: skip
-            shutil.rmtree(work / "warmup")
+            # Warm-up, not timed: fill our cache (two builds: the second saves the configured
+            # tree), and the peers' .debs and tarball.
+            for n in range(2):
+                subprocess.run([*rootstrap, "--cache-dir", str(warm_cache), "bootstrap",
+                                args.suite, "--target", str(work / f"warmup-{n}"),
+                                "--variant", variant], check=True)  # fmt: skip
             debs.mkdir()
             for deb in (warm_cache / "debs").glob("*.deb"):
                 os.link(deb, debs / deb.name)
@@ -75,30 +78,38 @@ def main() -> int:
                 subprocess.run([*make, str(work / "mk"), mirror], check=True, capture_output=True)
             for _ in range(args.rounds):
                 runs: dict[str, list[str]] = {}
-                cold = work / "cold-cache"
+                # Every run gets a new directory and nothing is deleted until the end: on this
+                # machine's ext4 (mounted with discard) creating files stays up to 10x slower
+                # for a while after a large rm -rf, which would charge the benchmark's own
+                # cleanup to whichever tool runs next.
+                serial += 1
+                t = str(work / f"t-{serial}")
+                cold = work / f"cold-cache-{serial}"
                 runs["rootstrap cold"] = [*rootstrap, "--cache-dir", str(cold), "bootstrap",
-                                          args.suite, "--target", str(work / "t"),
+                                          args.suite, "--target", t + "-cold",
                                           "--variant", variant]  # fmt: skip
                 runs["rootstrap warm"] = [*rootstrap, "--cache-dir", str(warm_cache), "bootstrap",
-                                          args.suite, "--target", str(work / "t"),
+                                          args.suite, "--target", t + "-warm",
                                           "--variant", variant]  # fmt: skip
+                runs["rootstrap warm, .debs only"] = [
+                    *rootstrap, "--cache-dir", str(warm_cache), "bootstrap", args.suite,
+                    "--target", t + "-debs", "--variant", variant, "--no-tree-cache",
+                ]  # fmt: skip
                 if "mmdebstrap" in peers:
                     runs["mmdebstrap"] = ["mmdebstrap", f"--variant={variant}", args.suite,
-                                          str(work / "t"), mirror]  # fmt: skip
+                                          t + "-mm", mirror]  # fmt: skip
                     runs["mmdebstrap warm"] = [
                         "mmdebstrap", f"--variant={variant}",
                         f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
                         f'cp {debs}/*.deb "$1/var/cache/apt/archives/"',
-                        args.suite, str(work / "t"), mirror,
+                        args.suite, t + "-mmwarm", mirror,
                     ]  # fmt: skip
                 if "debootstrap" in peers:
                     var = [f"--variant={variant}"] if variant != "important" else []
-                    runs["debootstrap"] = ["debootstrap", *var, args.suite, str(work / "t"), mirror]
+                    runs["debootstrap"] = ["debootstrap", *var, args.suite, t + "-db", mirror]
                     runs["debootstrap warm"] = ["debootstrap", *var, f"--unpack-tarball={tarball}",
-                                                args.suite, str(work / "t"), mirror]  # fmt: skip
+                                                args.suite, t + "-dbwarm", mirror]  # fmt: skip
                 for label, argv in runs.items():
-                    shutil.rmtree(cold, ignore_errors=True)
-                    shutil.rmtree(work / "t", ignore_errors=True)
                     results.setdefault(f"{variant}: {label}", []).append(timed(argv))
                     print(f"{variant}: {label}: {results[f'{variant}: {label}'][-1][0]:.2f} s",
                           file=sys.stderr, flush=True)  # fmt: skip
@@ -118,6 +129,9 @@ def main() -> int:
             if key in results:
                 theirs = statistics.median(w for w, _ in results[key])
                 print(f"{variant}: rootstrap cold / {peer} = {ours / theirs:.2f}")
+        for label in ("rootstrap warm", "rootstrap warm, .debs only"):
+            warm = statistics.median(w for w, _ in results[f"{variant}: {label}"])
+            print(f"{variant}: {label} = {warm:.2f} s")
     return 0
 
 
