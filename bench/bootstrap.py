@@ -67,7 +67,7 @@ def main() -> int:
             # tree), and the peers' .debs and tarball.
             for n in range(2):
                 subprocess.run([*rootstrap, "--cache-dir", str(warm_cache), "bootstrap",
-                                args.suite, "--target", str(work / f"warmup-{n}"),
+                                args.suite, "--target", str(work / f"warmup-{variant}-{n}"),
                                 "--variant", variant], check=True)  # fmt: skip
             debs.mkdir()
             for deb in (warm_cache / "debs").glob("*.deb"):

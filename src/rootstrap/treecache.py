@@ -131,22 +131,35 @@ class TreeCache:
         self.dir = cache_dir / "trees"
 
     def find(self, key: str) -> Entry | None:
-        """The entry for KEY if it is complete (every part the size its manifest says)."""
+        """The entry for KEY if it is complete (every part the size its manifest says); a
+        damaged one is dropped, so that the next build of KEY can save it again."""
         path = self.dir / key
         try:
-            manifest = json.loads((path / MANIFEST).read_text())
-            sizes: dict[str, int] = manifest["sizes"]
-            for name, size in sizes.items():
-                if (path / name).stat().st_size != size:
-                    raise DamagedTree("a part has the wrong size", subject=str(path / name))
+            text = (path / MANIFEST).read_text()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, DamagedTree) as exc:
-            log.warning("%s: damaged, dropped (%s)", path, exc)
-            self.drop(key)
-            return None
-        files = tuple(sorted(path / n for n in sizes if n.startswith("files-")))
+        except OSError as exc:
+            return self._damaged(key, exc.strerror or str(exc))
+        try:
+            sizes = json.loads(text)["sizes"]
+            if not isinstance(sizes, dict):
+                raise TypeError("sizes is not an object")
+            files = tuple(sorted(path / n for n in sizes if n.startswith("files-")))
+            if "dirs.tar.zst" not in sizes or not files:
+                raise KeyError("a part is missing from the manifest")
+            for name, size in sizes.items():
+                if (path / name).stat().st_size != size:
+                    return self._damaged(key, f"{name} has the wrong size")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._damaged(key, f"bad manifest: {exc}")
+        except OSError as exc:
+            return self._damaged(key, f"{exc.filename}: {exc.strerror}")
         return Entry(path, path / "dirs.tar.zst", files)
+
+    def _damaged(self, key: str, why: str) -> Entry | None:
+        log.warning("%s: damaged, dropped (%s)", self.dir / key, why)
+        self.drop(key)
+        return None
 
     def drop(self, key: str) -> None:
         shutil.rmtree(self.dir / key, ignore_errors=True)

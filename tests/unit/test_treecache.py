@@ -355,12 +355,6 @@ def test_find_drops_an_entry_whose_manifest_is_bad(tmp_path: Path, text: str) ->
     assert not entry.path.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find() catches OSError/ValueError/KeyError/TypeError but not AttributeError: "
-    "a manifest whose 'sizes' is JSON but not an object ([1]) escapes find() as an "
-    "AttributeError from sizes.items() instead of dropping the entry",
-)
 def test_find_drops_an_entry_whose_manifest_sizes_is_not_an_object(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -370,12 +364,6 @@ def test_find_drops_an_entry_whose_manifest_sizes_is_not_an_object(tmp_path: Pat
     assert not entry.path.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find() checks only the parts the manifest names: a manifest listing none "
-    "({'sizes': {}}) yields an Entry with no file parts, and restore() of it fails with "
-    "ValueError (ProcessPoolExecutor(0)) instead of the entry being dropped",
-)
 def test_find_drops_an_entry_whose_manifest_names_no_parts(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -404,12 +392,6 @@ def test_find_reads_the_manifest_sizes(tmp_path: Path) -> None:
     assert cache.size() == sum(f.stat().st_size for f in entry.path.iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find() returns None for an entry with a part missing but leaves it in place: "
-    "the FileNotFoundError of the part's stat() is taken for 'no such key', so the damaged "
-    "entry is never dropped and every later save() of the key loses the rename to it",
-)
 def test_find_drops_an_entry_with_a_missing_part(tmp_path: Path) -> None:
     root = tmp_path / "root"
     build_tree(root)
@@ -419,11 +401,6 @@ def test_find_drops_an_entry_with_a_missing_part(tmp_path: Path) -> None:
     assert not entry.path.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="same bug seen from save(): the entry with a missing part stays, the new save's "
-    "rename fails with ENOTEMPTY and is discarded, so the key is never cached again",
-)
 def test_a_key_with_a_missing_part_can_be_saved_again(tmp_path: Path) -> None:
     root = tmp_path / "root"
     build_tree(root)
