@@ -99,16 +99,22 @@ def script(steps: Sequence[Step]) -> str:
     if essential:
         names = " ".join(shlex.quote(s.name) for s in essential)
         lines.append(f"configure --force-configure-any --force-depends --configure {names}")
-    configured = {s.name for s in essential}
-    pending: set[str] = set()
-    for step in (s for s in steps if not s.essential):
+    # The database lists every package as unpacked from the start, so --pending would also
+    # configure packages whose preinst has not run yet: the essential run and each Pre-Depends
+    # barrier name what they configure (--force-configure-any: a dependency later in the
+    # order, which only a Depends cycle split by the barrier can give, comes along). Only the
+    # last call, after every preinst, may sweep with --pending.
+    pending: list[str] = []
+    rest = [s for s in steps if not s.essential]
+    for step in rest:
         if pending and any(d in pending for d in step.pre_depends):
-            lines.append("configure --configure --pending")
-            configured |= pending
+            names = " ".join(shlex.quote(n) for n in pending)
+            lines.append(f"configure --force-configure-any --configure {names}")
             pending.clear()
         lines.append(_preinst(step))
-        pending.add(step.name)
-    lines.append("configure --configure --pending")
+        pending.append(step.name)
+    if rest:
+        lines.append("configure --configure --pending")
     # Triggers activated during configuration are processed by --configure; anything left
     # (an interest whose package was configured first) goes now.
     lines.append("configure --triggers-only --pending")

@@ -271,10 +271,11 @@ class Published:
 
 @pytest.fixture(scope="module")
 def published(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Published:
-    """bookworm minbase + daemon-starter in a store, traced for syncfs/fsync/renameat2."""
+    """bookworm minbase + daemon-starter and ordered-scripts in a store, traced for
+    syncfs/fsync/renameat2."""
     store = tmp_path_factory.mktemp("store")
     argv = [sys.executable, "-m", "rootstrap", *bootstrap_args(mirror, store, "demo")]
-    argv += ["--include", "daemon-starter"]
+    argv += ["--include", "daemon-starter,ordered-scripts"]
     trace_file = tmp_path_factory.mktemp("strace") / "trace"
     strace = shutil.which("strace")
     if strace is not None:
@@ -290,6 +291,9 @@ def published(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Publi
 def test_published_image_is_a_dpkg_system(published: Published) -> None:
     status = status_of(published.image)
     assert status["daemon-starter"] == "install ok installed"
+    # Its postinst fails unless its preinst ran first (the essential run configures only
+    # the essential set; the rest's preinsts run before their postinsts).
+    assert status["ordered-scripts"] == "install ok installed"
     assert {s for s in status.values()} == {"install ok installed"}
     assert leftovers(published.store) == ["demo"]
     assert (published.image / "etc/hostname").read_text() == "demo\n"

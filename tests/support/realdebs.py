@@ -16,6 +16,7 @@ The crafted packages (:data:`CRAFTED`, each opt-in with ``--include NAME``):
 
 - ``host-keys``: its postinst writes a random ``/etc/ssh/ssh_host_ed25519_key``, as
   openssh-server's does (a per-machine secret the tree cache must not share);
+- ``ordered-scripts``: its postinst fails unless its preinst ran first;
 - ``greeter``: ``/usr/bin/greeter`` prints ``greetings from the local mirror`` (for apt
   inside an image, pointed at the local mirror by the image's own sources);
 - ``fail-postinst``: postinst prints ``frobnication failed: widget missing`` and exits 1;
@@ -125,6 +126,16 @@ CRAFTED: tuple[DebSpec, ...] = (
             "postinst": _SH + "mkdir -p /etc/ssh\n"
             "od -An -tx1 -N32 /dev/urandom > /etc/ssh/ssh_host_ed25519_key\n"
             "chmod 600 /etc/ssh/ssh_host_ed25519_key\n"
+        },
+    ),
+    DebSpec(
+        "ordered-scripts",
+        "1.0",
+        files={"usr/share/doc/ordered-scripts/README": b"postinst checks its preinst ran\n"},
+        scripts={
+            "preinst": _SH + "touch /var/lib/ordered-scripts-preinst\n",
+            "postinst": _SH + "[ -e /var/lib/ordered-scripts-preinst ] || "
+            "{ echo 'postinst before preinst' >&2; exit 1; }\n",
         },
     ),
     DebSpec(
