@@ -119,6 +119,12 @@ def test_another_package_set_is_another_tree(mirror: Mirror, tmp_path: Path, cac
     assert not restored and (image / "usr/bin/greeter").is_file()
     assert trees(cache) == [plain], "a first build of the new set only leaves its marker"
 
+    listed = rootstrap("--cache-dir", str(cache), "cache", "list")
+    assert listed.returncode == 0 and "\n1 configured trees, " in listed.stdout, listed.stdout
+    cleaned = rootstrap("--cache-dir", str(cache), "cache", "clean")
+    assert cleaned.returncode == 0 and "removed 1 configured trees" in cleaned.stdout
+    assert trees(cache) == [] and not (cache / "trees").exists()
+
 
 def test_no_tree_cache_neither_reads_nor_writes(
     mirror: Mirror, tmp_path: Path, cache: Path

@@ -9,7 +9,7 @@ import typer
 
 cache_app = typer.Typer(
     name="cache",
-    help="Inspect or prune the shared .deb download cache (--cache-dir).",
+    help="Inspect or prune the shared .deb download cache and the configured trees (--cache-dir).",
     invoke_without_command=True,
     rich_markup_mode=None,
 )
@@ -30,6 +30,7 @@ def list_cmd(
     from rootstrap.archive.http import human_size
     from rootstrap.cli.app import settings
     from rootstrap.fetch import DebCache
+    from rootstrap.treecache import TreeCache
 
     entries = DebCache(settings.cache_dir).entries()
     if as_json:
@@ -40,6 +41,9 @@ def list_cmd(
     total = sum(e.size for e in entries)
     if settings.verbosity >= 0:
         print(f"{len(entries)} files, {human_size(total)} in {settings.cache_dir}", flush=True)
+        trees = TreeCache(settings.cache_dir)
+        if saved := trees.entries():
+            print(f"{len(saved)} configured trees, {human_size(trees.size())}", flush=True)
 
 
 @cache_app.command("clean")
