@@ -210,3 +210,25 @@ def test_disk_full_while_restoring_leaves_nothing(mirror: Mirror, tmp_path: Path
         assert trees(cache) == [key], "the cached tree was fine: kept"
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+@pytest.mark.hazard(33)
+def test_a_restored_build_gives_the_same_tarball_as_a_cold_one(
+    mirror: Mirror, tmp_path: Path, cache: Path
+) -> None:
+    """With SOURCE_DATE_EPOCH, the tarball of a build from the tree cache is the tarball of a
+    build from the .debs, byte for byte: the cache changes how fast, never what."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    store = tmp_path / "store"
+    outputs = [tmp_path / f"{n}.tar" for n in ("cold", "second", "restored")]
+    said = []
+    for out in outputs:
+        result = rootstrap(
+            *bootstrap_args(mirror, store, "--output", str(out), cache=cache, tree_cache=True),
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        said.append(RESTORED in result.stderr)
+    assert said == [False, False, True]
+    digests = {hashlib.sha256(out.read_bytes()).hexdigest() for out in outputs}
+    assert len(digests) == 1
