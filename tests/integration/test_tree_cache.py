@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +20,16 @@ import pytest
 
 from tests.integration.test_bootstrap_local import (
     Mirror,
+    _start,
     assert_clean_failure,
     bootstrap_args,
+    descendants,
+    hidden_entries,
     leftovers,
     mirror,
     rootstrap,
+    still_alive,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -232,3 +238,32 @@ def test_a_restored_build_gives_the_same_tarball_as_a_cold_one(
     assert said == [False, False, True]
     digests = {hashlib.sha256(out.read_bytes()).hexdigest() for out in outputs}
     assert len(digests) == 1
+
+
+@pytest.mark.hazard(66)
+def test_sigterm_while_restoring_leaves_nothing(
+    mirror: Mirror, tmp_path: Path, cache: Path
+) -> None:
+    store = tmp_path / "store"
+    for name in ("a", "b"):
+        build(mirror, store, cache, name)
+    proc = _start(bootstrap_args(mirror, store, "sig", cache=cache, tree_cache=True))
+    try:
+        # The directories part comes first: usr/share/doc while the file parts are extracted.
+        wait_for(
+            lambda: any((h / "usr/share/doc").is_dir() for h in hidden_entries(store, "sig")),
+            120,
+            "the restore",
+        )
+        children = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0 and "Traceback" not in stderr, stderr
+    assert "error: interrupted" in stderr, stderr
+    assert leftovers(store) == ["a", "b"]
+    wait_for(lambda: not still_alive(children), 10, "the restore workers to exit")
+    assert build(mirror, store, cache, "after")[1] is True, "the cached tree is intact"
