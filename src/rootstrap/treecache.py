@@ -201,9 +201,11 @@ class TreeCache:
             return None
         try:
             return self.save(root, key)
-        except (OSError, RootstrapError) as exc:
+        except OSError as exc:
+            log.warning("tree not cached: %s: %s", exc.filename or self.dir, exc.strerror)
+        except RootstrapError as exc:
             log.warning("tree not cached: %s", exc)
-            return None
+        return None
 
     def save(self, root: Path, key: str) -> Path | None:
         """Save the tree ROOT as KEY; None (and a log line) when it holds a machine's secret.

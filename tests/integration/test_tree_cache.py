@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,8 +197,6 @@ def test_a_truncated_tree_is_not_used(mirror: Mirror, tmp_path: Path, cache: Pat
 
 def test_disk_full_while_restoring_leaves_nothing(mirror: Mirror, tmp_path: Path) -> None:
     """ENOSPC in a restore worker is the bootstrap's disk-full error, not a damaged cache."""
-    import subprocess
-
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(small)], check=True)
@@ -267,3 +266,25 @@ def test_sigterm_while_restoring_leaves_nothing(
     assert leftovers(store) == ["a", "b"]
     wait_for(lambda: not still_alive(children), 10, "the restore workers to exit")
     assert build(mirror, store, cache, "after")[1] is True, "the cached tree is intact"
+
+
+@pytest.mark.hazard(107)
+def test_a_cache_too_small_for_the_tree_costs_a_warning_not_the_build(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    """The second build's save hits ENOSPC on the cache's filesystem: the image is still made,
+    one warning says why the tree was not kept, and no partial entry stays behind."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(small)], check=True)
+    try:
+        cache, store = small / "cache", tmp_path / "store"
+        build(mirror, store, cache, "a")  # the .debs (~31 MB) fit; the tree (~90 MB) will not
+        result = rootstrap(*bootstrap_args(mirror, store, "b", cache=cache, tree_cache=True))
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "tree not cached" in line]
+        assert len(warnings) == 1 and "No space left on device" in warnings[0], result.stderr
+        assert (store / "b/usr/bin/bash").is_file()
+        assert sorted(p.name for p in (cache / "trees").iterdir()) == [".seen"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
