@@ -55,6 +55,14 @@ def served_debs(mirror: Mirror, since: int) -> list[str]:
     return [r.path for r in mirror.server.requests[since:] if r.path.endswith(".deb")]
 
 
+def saved_tree(mirror: Mirror, store: Path, cache: Path) -> str:
+    """Build images a and b (the second saves the tree); return the tree's key."""
+    for name in ("a", "b"):
+        build(mirror, store, cache, name)
+    (key,) = trees(cache)
+    return key
+
+
 def trees(cache: Path) -> list[str]:
     path = cache / "trees"
     return (
@@ -119,9 +127,7 @@ def test_third_build_restores_the_second_ones_tree(
 
 def test_another_package_set_is_another_tree(mirror: Mirror, tmp_path: Path, cache: Path) -> None:
     store = tmp_path / "store"
-    for name in ("a", "b"):
-        build(mirror, store, cache, name)
-    (plain,) = trees(cache)
+    plain = saved_tree(mirror, store, cache)
     image, restored = build(mirror, store, cache, "c", "--include", "greeter")
     assert not restored and (image / "usr/bin/greeter").is_file()
     assert trees(cache) == [plain], "a first build of the new set only leaves its marker"
@@ -137,9 +143,7 @@ def test_no_tree_cache_neither_reads_nor_writes(
     mirror: Mirror, tmp_path: Path, cache: Path
 ) -> None:
     store = tmp_path / "store"
-    for name in ("a", "b"):
-        build(mirror, store, cache, name)
-    assert len(trees(cache)) == 1
+    saved_tree(mirror, store, cache)
     result = rootstrap(*bootstrap_args(mirror, store, "c", cache=cache))  # --no-tree-cache
     assert result.returncode == 0, result.stderr
     assert RESTORED not in result.stderr and "essential" in result.stderr
@@ -186,9 +190,7 @@ def test_a_damaged_tree_is_dropped_and_the_build_goes_the_slow_way(
 
 def test_a_truncated_tree_is_not_used(mirror: Mirror, tmp_path: Path, cache: Path) -> None:
     store = tmp_path / "store"
-    for name in ("a", "b"):
-        build(mirror, store, cache, name)
-    (key,) = trees(cache)
+    key = saved_tree(mirror, store, cache)
     part = cache / "trees" / key / "files-1.tar.zst"
     os.truncate(part, part.stat().st_size // 2)  # a crash before the data reached the disk
     image, restored = build(mirror, store, cache, "c")
@@ -203,9 +205,7 @@ def test_disk_full_while_restoring_leaves_nothing(mirror: Mirror, tmp_path: Path
     try:
         cache = tmp_path / "cache"
         store = tmp_path / "store"
-        for name in ("a", "b"):
-            build(mirror, store, cache, name)
-        (key,) = trees(cache)
+        key = saved_tree(mirror, store, cache)
         result = rootstrap(
             *bootstrap_args(mirror, small / "store", "c", cache=cache, tree_cache=True)
         )
@@ -244,8 +244,7 @@ def test_sigterm_while_restoring_leaves_nothing(
     mirror: Mirror, tmp_path: Path, cache: Path
 ) -> None:
     store = tmp_path / "store"
-    for name in ("a", "b"):
-        build(mirror, store, cache, name)
+    saved_tree(mirror, store, cache)
     proc = _start(bootstrap_args(mirror, store, "sig", cache=cache, tree_cache=True))
     try:
         # The directories part comes first: usr/share/doc while the file parts are extracted.
