@@ -69,8 +69,10 @@ def clean_cmd(
     removed = cache.clean(kept)
     after = sum(e.size for e in cache.entries())
     trees = TreeCache(settings.cache_dir)
-    freed = trees.size()
-    dropped = trees.clean() if kept is None else 0
+    freed = dropped = 0
+    if kept is None:  # --keep names .deb files: the trees stay
+        freed = trees.size()
+        dropped = trees.clean()
     if settings.verbosity >= 0:
         print(f"removed {removed} files, freed {human_size(before - after)}")
         if dropped:
