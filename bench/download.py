@@ -34,7 +34,7 @@ from pathlib import Path
 
 from rootstrap.archive.http import Http
 from rootstrap.archive.packages import Package
-from rootstrap.fetch import DebCache, fetch_all
+from rootstrap.build.download import DebCache, fetch_all
 from rootstrap.recipes import host_mirror
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from rootstrap.recipes import host_mirror
-from rootstrap.unpack import Policy, extract_many, remove_tree
+from rootstrap.unpack.extract import Policy, extract_many, remove_tree
 
 DEFAULT_DIR = Path("/var/tmp/rootstrap-bench-debs")
 

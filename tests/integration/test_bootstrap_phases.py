@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap import bootstrap, recipes
+from rootstrap import recipes
+from rootstrap.build import bootstrap
 from rootstrap.errors import ConfigureError
 
 
@@ -111,7 +112,7 @@ def test_interrupted_tarball_leaves_no_file_and_no_process(tmp_path: Path) -> No
     code = (
         "import signal, sys\n"
         "from pathlib import Path\n"
-        "from rootstrap.tarball import write_tar\n"
+        "from rootstrap.build.tarball import write_tar\n"
         "def stop(*_): raise KeyboardInterrupt\n"
         "signal.signal(signal.SIGTERM, stop)\n"
         "try:\n"

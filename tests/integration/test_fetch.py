@@ -20,6 +20,7 @@ import pytest
 
 from rootstrap.archive.http import Http
 from rootstrap.archive.packages import Package
+from rootstrap.build.download import DebCache, fetch_all
 from rootstrap.errors import (
     ArchiveIndexError,
     DownloadError,
@@ -27,7 +28,6 @@ from rootstrap.errors import (
     ResourceError,
     StoreError,
 )
-from rootstrap.fetch import DebCache, fetch_all
 from tests.support.debs import DebSpec, build_deb
 from tests.support.server import FaultServer
 
@@ -297,7 +297,7 @@ import json, sys
 from pathlib import Path
 from rootstrap.archive.http import Http
 from rootstrap.archive.packages import Package
-from rootstrap.fetch import DebCache, fetch_all
+from rootstrap.build.download import DebCache, fetch_all
 args = json.loads(sys.argv[1])
 pkgs = [Package.from_fields(f) for f in args["fields"]]
 with Http(timeout=10, backoff=0.01) as http:

@@ -1,4 +1,4 @@
-"""Finding and obtaining Ubuntu's archive keyring (rootstrap.keyrings).
+"""Finding and obtaining Ubuntu's archive keyring (rootstrap.archive.keyrings).
 
 The order is --keyring, then the host's /usr/share/keyrings, then a copy fetched into the cache;
 with none, a clean error with the hint. The CLI cases run in a private mount namespace with a
@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from rootstrap import recipes
+from rootstrap.archive.keyrings import cached_keyring, find_keyring
+from rootstrap.build.keyringfetch import fetch_keyring, read_member
 from rootstrap.cli.app import main
 from rootstrap.errors import IntegrityError, KeyringError, VerificationError
-from rootstrap.keyrings import cached_keyring, fetch_keyring, find_keyring, read_member
 from tests.support.archive import Archive, TestKey, build_archive
 from tests.support.debs import DebSpec, build_deb
 from tests.support.server import FaultServer

@@ -1,6 +1,6 @@
 """Ubuntu's zstd-compressed .debs (control.tar.zst, data.tar.zst; Ubuntu since 21.10).
 
-rootstrap reads them itself (rootstrap.deb with the zstandard package): the first stage runs
+rootstrap reads them itself (rootstrap.formats.deb with the zstandard package): the first stage runs
 here with a PATH whose dpkg, dpkg-deb, zstd, tar and ar are traps that record any call and
 fail, so nothing on the host that understands zstd is used. A .deb whose data.tar.zst is cut
 (HAZARDS 59, dpkg's CVE-2026-2219 spun on one) must end in a clean error, quickly, wherever
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.deb import open_deb
+from rootstrap.formats.deb import open_deb
 from tests.support.archive import Archive, TestKey
 from tests.support.debs import DebSpec, build_deb, raw_deb, read_ar
 from tests.support.server import FaultServer

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap import unitfile
 from rootstrap.cli import units
+from rootstrap.machines import unitfile
 from tests.conftest import tree_digest
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")

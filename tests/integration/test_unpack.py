@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rootstrap.errors import UnpackError
-from rootstrap.unpack import Policy, extract_deb, extract_many, extract_tar, remove_tree
+from rootstrap.unpack.extract import Policy, extract_deb, extract_many, extract_tar, remove_tree
 from tests.support.debs import DebSpec, TarEntry, build_deb, crafted_deb, raw_tar, zeros_tar
 
 MTIME = 1_700_000_000
@@ -125,7 +125,7 @@ def test_tarfile_filters_are_not_used(tmp_path: Path, root: Path) -> None:
         """
         import io, sys
         from pathlib import Path
-        from rootstrap.unpack import extract_tar
+        from rootstrap.unpack.extract import extract_tar
         extract_tar(io.BytesIO(Path(sys.argv[1]).read_bytes()), Path(sys.argv[2]))
         assert "tarfile" not in sys.modules, "the extractor imported tarfile"
         """
@@ -196,7 +196,7 @@ def test_unwritable_directories_extract_and_remove(root: Path) -> None:
     drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
     check = [*drop, "ls", str(root / "locked")]
     assert subprocess.run(check, capture_output=True).returncode != 0  # the test has teeth
-    code = "import sys; from rootstrap.unpack import remove_tree; remove_tree(sys.argv[1])"
+    code = "import sys; from rootstrap.unpack.extract import remove_tree; remove_tree(sys.argv[1])"
     subprocess.run([*drop, sys.executable, "-c", code, str(root)], check=True)
     assert not root.exists()
 
@@ -364,7 +364,7 @@ def test_low_rlimit_nofile_deep_tree(tmp_path: Path, workers: int) -> None:
         import resource, sys
         from pathlib import Path
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        from rootstrap.unpack import extract_many, remove_tree, Policy
+        from rootstrap.unpack.extract import extract_many, remove_tree, Policy
         extract_many([Path({str(deb)!r})], Path({str(root)!r}), Policy(), workers={workers})
         remove_tree(Path({str(root)!r}) / "d0")
         """
@@ -392,7 +392,7 @@ def test_memory_stays_bounded_for_a_big_file(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         from pathlib import Path
-        from rootstrap.unpack import extract_deb
+        from rootstrap.unpack.extract import extract_deb
         extract_deb(Path({str(deb)!r}), Path({str(root)!r}))
         # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
         print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))

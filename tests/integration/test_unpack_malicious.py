@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rootstrap.errors import DebError, UnpackError
-from rootstrap.unpack import Policy, extract_deb, extract_many, extract_tar
+from rootstrap.unpack.extract import Policy, extract_deb, extract_many, extract_tar
 from tests.support.debs import DebSpec, TarEntry, crafted_deb, raw_tar, zeros_tar
 
 IMPORT_POLICY = Policy(allow_pax=True, skip_devices=True)
@@ -361,7 +361,7 @@ def test_symlink_chains(root: Path, hops: int, ok: bool) -> None:
 def test_symlink_chains_by_hand_when_openat2_is_unavailable(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rootstrap.inroot as inroot
+    import rootstrap.linux.inroot as inroot
 
     monkeypatch.setattr(inroot, "_openat2_works", False)
     chain = [TarEntry(f"./l{i}", type="symlink", linkname=f"/l{i + 1}") for i in range(45)]

@@ -376,7 +376,7 @@ def _wait_for(pattern: str, timeout: float = 20) -> list[int]:
 
 @pytest.mark.hazard(95)
 def test_sigkill_of_the_runner_kills_the_container(bb_root: Path) -> None:
-    from rootstrap.imagelock import lock_image
+    from rootstrap.linux.locks import lock_image
 
     proc = subprocess.Popen(
         [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.imagelock import lock_image
+from rootstrap.linux.locks import lock_image
 from tests.ns.conftest import rootstrap, sh
 
 

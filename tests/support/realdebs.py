@@ -191,7 +191,7 @@ def minbase_debs(suite: str = "bookworm", arch: str = "amd64") -> list[Path]:
     from rootstrap import recipes
     from rootstrap.archive import open_archive
     from rootstrap.archive.http import Http
-    from rootstrap.fetch import DebCache, fetch_all
+    from rootstrap.build.download import DebCache, fetch_all
     from rootstrap.resolve import resolve
 
     mirror = recipes.host_mirror("debian")

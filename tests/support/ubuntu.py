@@ -502,7 +502,7 @@ def debian_minbase_debs(
     from rootstrap import recipes
     from rootstrap.archive import open_archive
     from rootstrap.archive.http import Http
-    from rootstrap.fetch import DebCache, fetch_all
+    from rootstrap.build.download import DebCache, fetch_all
     from rootstrap.resolve import resolve
 
     mirror = recipes.host_mirror("debian")

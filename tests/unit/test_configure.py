@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.configure import (
+from rootstrap.build.configure import (
     POLICY_RC_D,
     SSD_STUB,
     Step,
@@ -21,8 +21,8 @@ from rootstrap.configure import (
     restore_guards,
     script,
 )
+from rootstrap.build.rootfiles import in_root, replace_file
 from rootstrap.errors import ConfigureError
-from rootstrap.rootfiles import in_root, replace_file
 
 # What dpkg prints when a postinst fails (src/main/errors.c, src/main/script.c), then goes on.
 DPKG_POSTINST_FAILED = """\

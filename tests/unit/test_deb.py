@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from rootstrap.deb import CONTROL_MAX, open_deb
 from rootstrap.errors import DebError, UnpackError
+from rootstrap.formats.deb import CONTROL_MAX, open_deb
 from tests.support.debs import (
     DebSpec,
     TarEntry,

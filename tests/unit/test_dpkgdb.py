@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.deb import open_deb
-from rootstrap.dpkgdb import Unpacked, status_stanza, write_database
-from rootstrap.unpack import extract_many
+from rootstrap.build.dpkgdb import Unpacked, status_stanza, write_database
+from rootstrap.formats.deb import open_deb
+from rootstrap.unpack.extract import extract_many
 from tests.support.debs import DebSpec, build_deb
 
 SPECS = (

@@ -1,4 +1,4 @@
-"""rootstrap.settings: the .nspawn parser, lookup, trust rules and nspawn's precedence.
+"""rootstrap.machines.settings: the .nspawn parser, lookup, trust rules and nspawn's precedence.
 
 The behaviour asserted here was checked against systemd-nspawn 252 (see
 tests/ns/test_settings_nspawn.py for the runs side by side)."""
@@ -14,7 +14,7 @@ import pytest
 
 from rootstrap.cli.lean import _parse_run_options
 from rootstrap.errors import UsageError
-from rootstrap.settings import (
+from rootstrap.machines.settings import (
     Options,
     apply,
     find,

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from rootstrap.errors import UnpackError
-from rootstrap.tarstream import Member, TarReader
+from rootstrap.formats.tarstream import Member, TarReader
 from tests.support.debs import TarEntry, raw_tar
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from rootstrap.treecache import (
+from rootstrap.build.treecache import (
     KEEP,
     SEEN,
     DamagedTree,

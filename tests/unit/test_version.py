@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from rootstrap.archive.version import compare, satisfies
+from rootstrap.formats.version import compare, satisfies
 
 VERSIONS = [
     "1.0", "1.0~", "1.0~rc1", "1.0.0", "1.00", "1:0.9", "0:1.0", "1.0-1", "1.0-1~bpo1",

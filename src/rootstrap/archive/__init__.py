@@ -17,6 +17,7 @@ from typing import Any
 
 from rootstrap.archive.index import IndexTable
 from rootstrap.archive.indexfetch import fetch_index
+from rootstrap.archive.keyrings import find_keyring
 from rootstrap.archive.packages import Package, PackageIndex
 from rootstrap.archive.release import (
     HttpLike,
@@ -26,7 +27,6 @@ from rootstrap.archive.release import (
     load_keyring,
 )
 from rootstrap.errors import DownloadError, RootstrapError, VerificationError
-from rootstrap.keyrings import find_keyring
 from rootstrap.recipes import Recipe, for_codename
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def open_archive(
     policy = policy or ReleasePolicy(insecure=insecure)
     if insecure and not policy.insecure:
         policy = replace(policy, insecure=True)
-    # --keyring, else the host's, else a fetched copy in the cache (rootstrap.keyrings).
+    # --keyring, else the host's, else a fetched copy in the cache (rootstrap.archive.keyrings).
     paths = find_keyring(recipe, keyrings or (), cache_dir=cache_dir, required=not policy.insecure)
     certs: list[Any] | None
     if policy.insecure and not paths:

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from rootstrap.archive.version import sort_key
 from rootstrap.errors import ArchiveIndexError
+from rootstrap.formats.version import sort_key
 
 # Debian Policy 5.6.1 (package names) and 5.6.12 (versions).
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")

@@ -152,9 +152,9 @@ def register(app: typer.Typer) -> None:
         from rootstrap import recipes
         from rootstrap.archive import ReleasePolicy, open_archive, open_release
         from rootstrap.archive.http import Http
+        from rootstrap.archive.keyrings import find_keyring
         from rootstrap.archive.release import load_keyring
         from rootstrap.cli.app import settings
-        from rootstrap.keyrings import find_keyring
 
         recipe = recipes.load(suite)
         # The keyring first: without one nothing can be verified, whichever the mirror.

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Bootstrap SUITE into the store as NAME (or --target DIR, or --output FILE)."""
-        from rootstrap import bootstrap
+        from rootstrap.build import bootstrap
         from rootstrap.cli.app import settings
 
         if target is not None and output is not None:

@@ -28,9 +28,9 @@ def list_cmd(
 ) -> None:
     """List the cached .deb files and their sizes (no hashing)."""
     from rootstrap.archive.http import human_size
+    from rootstrap.build.download import DebCache
+    from rootstrap.build.treecache import TreeCache
     from rootstrap.cli.app import settings
-    from rootstrap.fetch import DebCache
-    from rootstrap.treecache import TreeCache
 
     entries = DebCache(settings.cache_dir).entries()
     if as_json:
@@ -59,9 +59,9 @@ def clean_cmd(
     Refuses while another run is using the cache.
     """
     from rootstrap.archive.http import human_size
+    from rootstrap.build.download import DebCache
+    from rootstrap.build.treecache import TreeCache
     from rootstrap.cli.app import settings
-    from rootstrap.fetch import DebCache
-    from rootstrap.treecache import TreeCache
 
     cache = DebCache(settings.cache_dir)
     kept = set(keep) if keep else None

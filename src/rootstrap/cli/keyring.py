@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
 
         Debian's Release is verified with the host's Debian keyring, then the keyring package
         and the file in it; later runs find the copy without --keyring."""
+        from rootstrap.build.keyringfetch import fetch_keyring
         from rootstrap.cli.app import settings
-        from rootstrap.keyrings import fetch_keyring
 
         recipe = _recipe_for(distribution)
         path = fetch_keyring(

@@ -16,7 +16,7 @@ import sys
 
 from rootstrap.cli import report
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
-from rootstrap.settings import GROUP, Options, parse_bind, settle
+from rootstrap.machines.settings import GROUP, Options, parse_bind, settle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def _immutable(root: str) -> bool:
     import fcntl
 
     # FS_IOC_GETFLAGS and FS_IMMUTABLE_FL (linux/fs.h), read here rather than through
-    # rootstrap.fsops, whose imports (re, pathlib) would cost `run` ~10 ms of start-up.
+    # rootstrap.linux.fsops, whose imports (re, pathlib) would cost `run` ~10 ms of start-up.
     fs_ioc_getflags, fs_immutable_fl = 0x80086601, 0x10
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -243,7 +243,7 @@ class Prepared:
 
 def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
     """Parse ``run``/``boot``/``show`` ARGS, find the image and apply its settings file
-    (rootstrap.settings: nspawn's lookup, trust and precedence), printing the file's
+    (rootstrap.machines.settings: nspawn's lookup, trust and precedence), printing the file's
     warnings. None after printing the help. UsageError/ImageNotFound for bad arguments, a
     missing image or a malformed settings file. Cost without a settings file: a few stat(2)."""
     options, found, command = split_words(args)

@@ -1,10 +1,10 @@
 """``rootstrap show NAME [run/boot options]``: a machine's effective settings.
 
-What ``run``/``boot`` would use after reading the machine's .nspawn file (rootstrap.settings)
-and the options given here, as ``KEY=VALUE`` lines named after systemd.nspawn(5)'s keys (or
-``--json``), with ``SettingsFile=`` (the file read, empty for none) and ``State=`` (running or
-stopped, from the registry). Lists are space-separated words, quoted as the settings file
-would need them. Lean like cli/lean.py: no typer, errors through its boundary.
+What ``run``/``boot`` would use after reading the machine's .nspawn file
+(rootstrap.machines.settings) and the options given here, as ``KEY=VALUE`` lines named after
+systemd.nspawn(5)'s keys (or ``--json``), with ``SettingsFile=`` (the file read, empty for none)
+and ``State=`` (running or stopped, from the registry). Lists are space-separated words, quoted
+as the settings file would need them. Lean like cli/lean.py: no typer, errors through its boundary.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``machinectl enable NAME`` links ``systemd-nspawn@NAME.service`` into machines.target and
 enables machines.target itself (machinectl(1)); we do the same with our own template
-``rootstrap@.service`` (rootstrap.unitfile), which we install into /etc/systemd/system when it
-is missing or stale. ``disable`` unlinks the instance and keeps the template, as machinectl
+``rootstrap@.service`` (rootstrap.machines.unitfile), which we install into /etc/systemd/system
+when it is missing or stale. ``disable`` unlinks the instance and keeps the template, as machinectl
 keeps systemd's.
 
 Without systemd as PID 1 (sd_booted(3): no /run/systemd/system) nothing is written: the unit
@@ -22,8 +22,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from rootstrap import unitfile
 from rootstrap.errors import RootstrapError, UsageError
+from rootstrap.machines import unitfile
 
 USAGE = """usage: rootstrap enable [--now] [--root DIR] NAME...
        rootstrap disable [--now] [--root DIR] NAME...

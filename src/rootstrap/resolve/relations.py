@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from rootstrap.archive.packages import Package, parse_provides
-from rootstrap.archive.version import satisfies
 from rootstrap.errors import ResolveError
+from rootstrap.formats.version import satisfies
 
 OPERATORS = ("<<", "<=", "=", ">=", ">>", "<", ">")
 

@@ -29,8 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from rootstrap.archive.packages import Package, PackageIndex
-from rootstrap.archive.version import sort_key
 from rootstrap.errors import ResolveError
+from rootstrap.formats.version import sort_key
 from rootstrap.resolve.plan import Reason, Via
 from rootstrap.resolve.relations import (
     Dep,

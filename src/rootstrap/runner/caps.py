@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rootstrap.runner import linux
+from rootstrap.linux import syscalls
 
 NAMES = (
     "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
@@ -71,14 +71,14 @@ def drop_bounding(keep: frozenset[str]) -> None:
     keep_mask = mask(keep)
     for number in range(last_cap() + 1):
         if not keep_mask & (1 << number):
-            linux.prctl(linux.PR_CAPBSET_DROP, number)
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
 
 
 def restrict(keep: frozenset[str]) -> None:
     """Limit effective/permitted/inheritable to KEEP and clear the ambient set."""
     keep_mask = mask(keep)
     try:
-        linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass  # kernels before 4.3 have no ambient set
     with open("/proc/self/status", "rb") as f:
@@ -89,4 +89,4 @@ def restrict(keep: frozenset[str]) -> None:
             effective = int(line.split()[1], 16)
         elif line.startswith(b"CapPrm:"):
             permitted = int(line.split()[1], 16)
-    linux.capset(effective & keep_mask, permitted & keep_mask, 0)
+    syscalls.capset(effective & keep_mask, permitted & keep_mask, 0)

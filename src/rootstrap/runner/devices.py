@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from rootstrap.runner import linux
+from rootstrap.linux import syscalls
 from rootstrap.runner.mounts import Mounter, fdpath
 
 NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -26,12 +26,12 @@ TTY_GID = 5  # Debian's and systemd's fixed "tty" group (nspawn mounts devpts wi
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
 
-_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+_FLAGS = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
 
 
 def populate(m: Mounter, *, pty: bool) -> tuple[int, int] | None:
     """Mount the private /dev; with PTY return (master, slave) of a pty in its devpts."""
-    m.fs("dev", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0755,size=4m")
+    m.fs("dev", "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, "mode=0755,size=4m")
     dev = m.target("dev")
     devfd = os.open(fdpath(dev), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     os.close(dev)
@@ -51,7 +51,7 @@ def populate(m: Mounter, *, pty: bool) -> tuple[int, int] | None:
         m.fs(
             "dev/pts",
             "devpts",
-            linux.MS_NOSUID | linux.MS_NOEXEC,
+            syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
             f"newinstance,ptmxmode=0666,mode=0620,gid={TTY_GID}",
         )
         if not pty:

@@ -20,16 +20,17 @@ import stat
 import sys
 
 from rootstrap.errors import RunnerError
-from rootstrap.runner import caps, cgroup, console, linux, seccomp, spawn
+from rootstrap.linux import syscalls
+from rootstrap.runner import caps, cgroup, console, seccomp, spawn
 from rootstrap.runner.registry import Machine, start_time
 
 NAMESPACES = (
-    ("cgroup", linux.CLONE_NEWCGROUP),
-    ("ipc", linux.CLONE_NEWIPC),
-    ("uts", linux.CLONE_NEWUTS),
-    ("net", linux.CLONE_NEWNET),
-    ("pid", linux.CLONE_NEWPID),
-    ("mnt", linux.CLONE_NEWNS),
+    ("cgroup", syscalls.CLONE_NEWCGROUP),
+    ("ipc", syscalls.CLONE_NEWIPC),
+    ("uts", syscalls.CLONE_NEWUTS),
+    ("net", syscalls.CLONE_NEWNET),
+    ("pid", syscalls.CLONE_NEWPID),
+    ("mnt", syscalls.CLONE_NEWNS),
 )
 PTMX_DEV = os.makedev(5, 2)
 TIOCGPTPEER = 0x5441
@@ -146,8 +147,8 @@ def _helper(
     denied: set[str],
     status_w: int,
 ) -> None:
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     try:
         with open(os.path.join(group, "cgroup.procs"), "w") as f:
             f.write("0")
@@ -155,7 +156,7 @@ def _helper(
         pass  # a cgroup of the machine's own making: entering the namespace is enough
     filt = seccomp.Filter(denied) if denied else None
     for fd, flag in fds:
-        linux.setns(fd, flag)
+        syscalls.setns(fd, flag)
         if flag == 0:  # the machine's user namespace: become its root
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)

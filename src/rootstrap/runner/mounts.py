@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from rootstrap.runner import linux
+from rootstrap.linux import syscalls
 
 O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -133,7 +133,7 @@ class Mounter:
     def fs(self, path: str, fstype: str, flags: int, data: str | None = None) -> None:
         fd = self.target(path)
         try:
-            linux.mount(fstype, fdpath(fd), fstype, flags, data)
+            syscalls.mount(fstype, fdpath(fd), fstype, flags, data)
         finally:
             os.close(fd)
 
@@ -143,8 +143,8 @@ class Mounter:
         """Bind SOURCE (a host path or ``/proc/self/fd/N``) onto PATH in the root."""
         fd = self.target(path, kind)
         try:
-            flags = linux.MS_BIND | (linux.MS_REC if recursive else 0)
-            linux.mount(source, fdpath(fd), None, flags)
+            flags = syscalls.MS_BIND | (syscalls.MS_REC if recursive else 0)
+            syscalls.mount(source, fdpath(fd), None, flags)
         finally:
             os.close(fd)
         if readonly:
@@ -154,7 +154,7 @@ class Mounter:
         """Attach a detached mount tree (open_tree clone of a host path) at PATH."""
         fd = self.target(path, kind)
         try:
-            linux.move_mount(tree, fd)
+            syscalls.move_mount(tree, fd)
         finally:
             os.close(fd)
         if readonly:
@@ -163,14 +163,14 @@ class Mounter:
     def readonly(self, path: str, *, recursive: bool = True) -> None:
         fd = open_in_root(self.rootfd, path)
         try:
-            linux.mount_setattr(fd, linux.MOUNT_ATTR_RDONLY, recursive=recursive)
+            syscalls.mount_setattr(fd, syscalls.MOUNT_ATTR_RDONLY, recursive=recursive)
         finally:
             os.close(fd)
 
     def bind_self_readonly(self, path: str) -> None:
         fd = open_in_root(self.rootfd, path)
         try:
-            linux.mount(fdpath(fd), fdpath(fd), None, linux.MS_BIND | linux.MS_REC)
+            syscalls.mount(fdpath(fd), fdpath(fd), None, syscalls.MS_BIND | syscalls.MS_REC)
         finally:
             os.close(fd)
         self.readonly(path)
@@ -201,7 +201,7 @@ PROC_READONLY = "bus fs irq".split()
 
 def mount_proc(m: Mounter) -> None:
     """A fresh procfs for the new PID namespace, /proc/sys read-only, sensitive files masked."""
-    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
     m.fs("proc", "proc", flags)
     for name in PROC_READONLY:
         if m.exists(f"proc/{name}") == "dir":
@@ -212,13 +212,13 @@ def mount_proc(m: Mounter) -> None:
         if kind == "file":
             m.bind("/dev/null", f"proc/{name}", readonly=True, recursive=False, kind="file")
         elif kind == "dir":
-            m.fs(f"proc/{name}", "tmpfs", linux.MS_RDONLY | flags, "mode=0555,size=0")
+            m.fs(f"proc/{name}", "tmpfs", syscalls.MS_RDONLY | flags, "mode=0555,size=0")
 
 
 def mount_sys(m: Mounter) -> None:
     """A read-only sysfs; inside a user namespace without a network namespace of its own the
     kernel refuses a new sysfs, so the host's /sys is bound read-only instead."""
-    flags = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    flags = syscalls.MS_RDONLY | syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
     try:
         m.fs("sys", "sysfs", flags)
     except OSError as exc:

@@ -31,7 +31,8 @@ import select
 import struct
 import sys
 
-from rootstrap.runner import caps, devices, linux, mounts, seccomp
+from rootstrap.linux import syscalls
+from rootstrap.runner import caps, devices, mounts, seccomp
 
 TYPE_CHECKING = False  # mypy reads the stubs; at run time signal.py (enum) and typing stay out
 if TYPE_CHECKING:
@@ -147,7 +148,9 @@ def _close_all_except(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
-NS_FLAGS = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
+NS_FLAGS = (
+    syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWCGROUP
+)
 
 
 def start(plan: Plan) -> int:
@@ -165,15 +168,15 @@ def start(plan: Plan) -> int:
         return pid
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        linux.unshare(linux.CLONE_NEWPID)
+        syscalls.unshare(syscalls.CLONE_NEWPID)
         try:
             pid = os.fork()
         except BaseException:
-            linux.setns(own, linux.CLONE_NEWPID)
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
             raise
         if pid == 0:
             _child(plan, pid_one)
-        linux.setns(own, linux.CLONE_NEWPID)
+        syscalls.setns(own, syscalls.CLONE_NEWPID)
     finally:
         os.close(own)
     return pid
@@ -206,20 +209,20 @@ def join_cgroup(plan: Plan) -> None:
 
 def middle(plan: Plan) -> None:
     """With --private-users: enter the user namespace, then the others; start pid 1."""
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     join_cgroup(plan)
     os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)
-    linux.unshare(linux.CLONE_NEWUSER)
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
     _send(plan.status_w, "U")
     if os.read(plan.go_r, 1) != b"1":
         os._exit(1)
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
     os.setgroups([])
-    linux.unshare(
-        linux.CLONE_NEWPID | NS_FLAGS | (linux.CLONE_NEWNET if plan.private_network else 0)
+    syscalls.unshare(
+        syscalls.CLONE_NEWPID | NS_FLAGS | (syscalls.CLONE_NEWNET if plan.private_network else 0)
     )
     pid1 = os.fork()
     if pid1 == 0:
@@ -253,19 +256,19 @@ def _loopback_up() -> None:
 
 def setup_root(plan: Plan) -> tuple[int, int] | None:
     """Build the container's mount tree under STAGE; returns the pty (master, slave) if any."""
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
-    linux.mount("tmpfs", STAGE, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0700")
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
+    syscalls.mount("tmpfs", STAGE, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, "mode=0700")
     newroot = f"{STAGE}/root"
     os.mkdir(newroot, 0o755)
     if plan.ephemeral:
         # A throw-away upper layer on the staging tmpfs: it vanishes with the mount namespace.
         for name in ("lower", "upper", "work"):
             os.mkdir(f"{STAGE}/{name}", 0o755)
-        linux.move_mount(plan.root_tree, linux.AT_FDCWD, f"{STAGE}/lower")
+        syscalls.move_mount(plan.root_tree, syscalls.AT_FDCWD, f"{STAGE}/lower")
         data = f"lowerdir={STAGE}/lower,upperdir={STAGE}/upper,workdir={STAGE}/work"
-        linux.mount("overlay", newroot, "overlay", 0, data)
+        syscalls.mount("overlay", newroot, "overlay", 0, data)
     else:
-        linux.move_mount(plan.root_tree, linux.AT_FDCWD, newroot)
+        syscalls.move_mount(plan.root_tree, syscalls.AT_FDCWD, newroot)
     rootfd = os.open(newroot, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     # Mount points were made in the image by the host process (it may write where a mapped
     # root cannot); an ephemeral overlay gets them here, in its throw-away upper layer.
@@ -273,9 +276,9 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
     m = mounts.Mounter(rootfd, writable)
     mounts.make_mount_points(rootfd, plan.mount_points, create=writable)
     # Device nodes in the image are never usable: /dev is ours (HAZARDS 85, 93).
-    linux.mount_setattr(
+    syscalls.mount_setattr(
         rootfd,
-        linux.MOUNT_ATTR_NODEV | (linux.MOUNT_ATTR_RDONLY if plan.read_only else 0),
+        syscalls.MOUNT_ATTR_NODEV | (syscalls.MOUNT_ATTR_RDONLY if plan.read_only else 0),
         recursive=True,
     )
     mounts.mount_proc(m)
@@ -284,10 +287,12 @@ def setup_root(plan: Plan) -> tuple[int, int] | None:
         # The whole (namespaced) cgroup2 hierarchy, writable: the machine's init manages
         # the subtree delegated to it (CONTAINER_INTERFACE.md: full hierarchies, not a
         # sub-tree bind). /sys itself stays read-only.
-        m.fs("sys/fs/cgroup", "cgroup2", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+        m.fs(
+            "sys/fs/cgroup", "cgroup2", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+        )
     m.writable = True  # from here on targets live on our own tmpfs mounts
     pty = devices.populate(m, pty=plan.console != "pipe")
-    tmp_flags = linux.MS_NOSUID | linux.MS_NODEV
+    tmp_flags = syscalls.MS_NOSUID | syscalls.MS_NODEV
     for name, mode in (("run", "0755"), ("tmp", "1777")):
         if m.exists(name) == "dir":
             m.fs(name, "tmpfs", tmp_flags, f"mode={mode}")
@@ -336,7 +341,7 @@ def _notify_socket() -> int:
 
 def pid_one(plan: Plan) -> None:
     """PID 1 of the new pid namespace: set up the root, start the payload, reap, exit."""
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     # A session of its own: terminal signals reach rootstrap alone (which forwards them),
     # and the host terminal is nobody's controlling tty in here (HAZARDS 87).
     os.setsid()
@@ -344,23 +349,23 @@ def pid_one(plan: Plan) -> None:
         if _orphaned(plan):
             os._exit(1)
         join_cgroup(plan)
-        linux.unshare(NS_FLAGS | (linux.CLONE_NEWNET if plan.private_network else 0))
+        syscalls.unshare(NS_FLAGS | (syscalls.CLONE_NEWNET if plan.private_network else 0))
     # Non-dumpable: the payload cannot open /proc/1/exe or /proc/1/mem of this host binary
     # (runc CVE-2019-5736; HAZARDS 91).
-    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     try:
         if plan.denied_syscalls:
             # Built before pivot_root: libseccomp must come from the host, not the image.
             plan.filter = seccomp.Filter(plan.denied_syscalls)
         pty = setup_root(plan)
         notify = _notify_socket() if plan.notify else -1
-        linux.sethostname(plan.hostname)
+        syscalls.sethostname(plan.hostname)
         if plan.private_network:
             _loopback_up()
         sys.path[:] = []  # no import may ever read the image (see module docstring)
         sys.path_importer_cache.clear()
-        linux.pivot_root(".", ".")
-        linux.umount2(".", linux.MNT_DETACH)
+        syscalls.pivot_root(".", ".")
+        syscalls.umount2(".", syscalls.MNT_DETACH)
         os.chdir("/")
     except mounts.PlanError as exc:
         _fail(plan, EXIT_SETUP, str(exc))
@@ -494,7 +499,7 @@ def payload(plan: Plan, slave: int) -> None:
         if os.geteuid() == 0:
             caps.restrict(plan.keep_caps)
         if plan.no_new_privileges:
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     except OSError as exc:
         _fail(plan, EXIT_SETUP, f"cannot start the command: {exc}")
     try:

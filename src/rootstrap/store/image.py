@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from rootstrap import fsops
+from rootstrap.linux import fsops
 
 
 class ImageType(StrEnum):

@@ -17,8 +17,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from rootstrap import fsops
 from rootstrap.errors import StoreError
+from rootstrap.linux import fsops
 
 ORIGIN_XATTR = "user.rootstrap.origin"
 _OS_RELEASE = ("etc/os-release", "usr/lib/os-release")

@@ -25,7 +25,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from rootstrap import fsops
 from rootstrap.errors import (
     ImageBusy,
     ImageExists,
@@ -34,7 +33,8 @@ from rootstrap.errors import (
     StoreError,
     UsageError,
 )
-from rootstrap.imagelock import ImageLock, lock_image, lock_name
+from rootstrap.linux import fsops
+from rootstrap.linux.locks import ImageLock, lock_image, lock_name
 from rootstrap.store._tool import run_tool
 from rootstrap.store.image import (
     UNSUPPORTED,

@@ -5,7 +5,7 @@ the store's btrfs (atomic, O(1)); otherwise ``cp -a -x --reflink=auto`` into the
 (FICLONE on xfs and btrfs, so data is shared; a full copy on ext4 keeping owners, modes,
 setuid, hardlinks, xattrs incl. ACLs and security.capability, device nodes, holes and mtimes).
 Export is GNU tar in pax format with every xattr; import goes through the same safe extractor
-as the bootstrap (rootstrap.unpack). As with machinectl, an import is not cryptographically
+as the bootstrap (rootstrap.unpack.extract). As with machinectl, an import is not cryptographically
 verified: a tar file is trusted to be what the user says it is, only never to escape its root.
 """
 
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
-from rootstrap import fsops
 from rootstrap.errors import RootstrapError, StoreError, UsageError
-from rootstrap.imagelock import lock_image
+from rootstrap.linux import fsops
+from rootstrap.linux.locks import lock_image
 from rootstrap.store._tool import ENV, resource_error, run_tool, tool_error
 from rootstrap.store.pool import full_error
 
@@ -273,10 +273,10 @@ def import_tar(
 ) -> Path:
     """Import the tar archive FILE (plain, gz, xz or zst) as image NAME.
 
-    Extracted by rootstrap.unpack (dirfd-based: no member escapes the root, HAZARDS 70) into
+    Extracted by rootstrap.unpack.extract (dirfd-based: no member escapes the root, HAZARDS 70) into
     the hidden temp, a single wrapping directory lifted, then published. Nothing is left in
     the store on any error."""
-    from rootstrap.unpack import Policy, extract_tar
+    from rootstrap.unpack.extract import Policy, extract_tar
 
     try:
         stream = open_tar(file)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap import fsops
+from rootstrap.linux import fsops
 from rootstrap.store import Store
 from tests.support.loopfs import loop_filesystem, missing_tools
 

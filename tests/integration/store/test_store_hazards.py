@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rootstrap.errors import ImageBusy, ResourceError, StoreError
-from rootstrap.imagelock import lock_image
+from rootstrap.linux.locks import lock_image
 from rootstrap.store import Store
 from tests.integration.store.conftest import cli, listing, make_rich_tree
 from tests.support.loopfs import loop_filesystem
@@ -136,7 +136,7 @@ def test_lock_dies_with_holder(store: Store, rich_tree: Path):
     store.import_fs(rich_tree, "img")
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys,time; from pathlib import Path; from rootstrap.imagelock import lock_image;"
+         "import sys,time; from pathlib import Path; from rootstrap.linux.locks import lock_image;"
          "l = lock_image(Path(sys.argv[1]), exclusive=True); print('held', flush=True);"
          "time.sleep(60)", str(store.root / "img")],
         stdout=subprocess.PIPE, text=True,

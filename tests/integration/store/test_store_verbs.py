@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap import fsops
 from rootstrap.errors import ImageExists, ImageNotFound, StoreError, UsageError
+from rootstrap.linux import fsops
 from rootstrap.store import ImageType, Store, read_origin
 from tests.integration.store.conftest import cli, listing
 

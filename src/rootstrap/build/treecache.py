@@ -46,10 +46,10 @@ from functools import cache
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
+from rootstrap.build.tarball import ENV
 from rootstrap.errors import RootstrapError, UnpackError
-from rootstrap.tarball import ENV
 
-log = logging.getLogger("rootstrap.treecache")
+log = logging.getLogger("rootstrap.build.treecache")
 
 FORMAT = 1
 KEEP = 4  # trees kept; the least recently used goes first
@@ -91,7 +91,7 @@ class Entry:
 @cache
 def code_digest() -> str:
     """SHA256 over rootstrap's own source files: a changed configure step is a new key."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the whole rootstrap package
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
@@ -363,7 +363,7 @@ def restore(entry: Entry, root: Path, max_bytes: int | None) -> None:
     Directories first, then the file parts on one process each, then the directories again
     for the mtimes the file creates moved. Raises DamagedTree for a part that does not read
     back (the caller empties ROOT and builds the slow way); OSError as it comes (disk full)."""
-    from rootstrap.unpack import Policy
+    from rootstrap.unpack.extract import Policy
 
     policy = Policy(max_bytes=max_bytes, allow_devices=True, allow_pax=True)
     opened: list[int] = []
@@ -417,7 +417,7 @@ def _extract_in_worker(
 def _extract_part(fd: int, root: Path, policy: object, name: str) -> None:
     import zstandard
 
-    from rootstrap.unpack import Policy, extract_tar
+    from rootstrap.unpack.extract import Policy, extract_tar
 
     assert isinstance(policy, Policy)
     raw = os.fdopen(os.dup(fd), "rb")

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rootstrap import interrupts, recipes, rootfiles
+from rootstrap import recipes
+from rootstrap.build import rootfiles
 from rootstrap.errors import (
     DebError,
     ResourceError,
@@ -43,20 +44,21 @@ from rootstrap.errors import (
     UnpackError,
     UsageError,
 )
+from rootstrap.linux import interrupts
 
 if TYPE_CHECKING:
     from rootstrap.archive import Archive
     from rootstrap.archive.http import Http
     from rootstrap.archive.packages import Package
-    from rootstrap.configure import Step
-    from rootstrap.deb import Control
-    from rootstrap.dpkgdb import Unpacked
-    from rootstrap.fetch import Background
+    from rootstrap.build.configure import Step
+    from rootstrap.build.download import Background
+    from rootstrap.build.dpkgdb import Unpacked
+    from rootstrap.build.treecache import Entry as TreeEntry
+    from rootstrap.formats.deb import Control
     from rootstrap.resolve import Plan
     from rootstrap.store import NewImage
-    from rootstrap.treecache import Entry as TreeEntry
 
-log = logging.getLogger("rootstrap.bootstrap")
+log = logging.getLogger("rootstrap.build.bootstrap")
 
 # Directories merged into /usr (debootstrap's list; the per-arch lib dirs only where they exist).
 MERGED_DIRS = ("bin", "sbin", "lib")
@@ -163,7 +165,7 @@ def check(ctx: Context) -> None:
             "target directory is not empty", subject=str(opts.target), hint="choose a new path"
         )
     elif opts.output is not None:
-        from rootstrap.tarball import suffix_of
+        from rootstrap.build.tarball import suffix_of
 
         suffix_of(opts.output)  # an unknown suffix fails now, not after the whole build
         if os.path.lexists(opts.output):
@@ -241,7 +243,7 @@ def download(ctx: Context) -> None:
     Nothing to download when the configured tree is cached."""
     ctx.tree_key = _tree_key(ctx)
     if ctx.tree_key is not None:
-        from rootstrap.treecache import TreeCache
+        from rootstrap.build.treecache import TreeCache
 
         ctx.tree = TreeCache(ctx.cache_dir).find(ctx.tree_key)
         if ctx.tree is not None:
@@ -255,7 +257,7 @@ CACHED_PHASES = frozenset({"extract", "prepare", "essential", "install", "cleanu
 
 
 def _tree_key(ctx: Context) -> str | None:
-    from rootstrap.treecache import tree_key
+    from rootstrap.build.treecache import tree_key
 
     opts = ctx.options
     if not opts.tree_cache or opts.extract_only or opts.skip & CACHED_PHASES:
@@ -271,7 +273,7 @@ def _tree_key(ctx: Context) -> str | None:
 
 
 def _start_downloads(ctx: Context) -> None:
-    from rootstrap.fetch import Background, DebCache
+    from rootstrap.build.download import Background, DebCache
 
     assert ctx.http is not None and ctx.archive is not None
     mirrors = [ctx.archive.mirror, *(m for m in ctx.mirrors if m != ctx.archive.mirror)]
@@ -306,7 +308,7 @@ def _take_back(ctx: Context, target: Path, existed: bool) -> None:
     """Unless the bootstrap finished, empty --target (it was empty or missing before) and
     remove it if we made it: a failed run leaves nothing behind. The directory itself stays
     if it existed: it may be a mount point."""
-    from rootstrap.inroot import remove_tree
+    from rootstrap.linux.inroot import remove_tree
 
     if ctx.result is not None:
         return
@@ -324,10 +326,10 @@ def _mkdtemp(parent: Path, prefix: str) -> str:
 
 def extract(ctx: Context) -> None:
     """Create the root (merged-/usr links first, so files follow them) and extract every .deb."""
-    from rootstrap.deb import open_deb
-    from rootstrap.dpkgdb import Unpacked
-    from rootstrap.inroot import remove_tree
-    from rootstrap.unpack import Policy, extract_many
+    from rootstrap.build.dpkgdb import Unpacked
+    from rootstrap.formats.deb import open_deb
+    from rootstrap.linux.inroot import remove_tree
+    from rootstrap.unpack.extract import Policy, extract_many
 
     assert ctx.recipe is not None and ctx.plan is not None
     root = _new_root(ctx)
@@ -347,7 +349,7 @@ def extract(ctx: Context) -> None:
             os.symlink(f"usr/{name}", root / name)
     if ctx.downloads is None:
         raise UsageError("the extract phase needs the download phase", hint="do not skip it")
-    from rootstrap.fetch import DebCache
+    from rootstrap.build.download import DebCache
 
     # The cache's shared lock: a concurrent `cache clean` cannot delete a .deb mid-unpack.
     controls: dict[Path, Control] = {}
@@ -371,8 +373,8 @@ def extract(ctx: Context) -> None:
 def _restore(ctx: Context, root: Path, budget: int) -> bool:
     """Restore the cached tree into ROOT; on a damaged entry, drop it, empty ROOT, start the
     downloads and return False (the build goes on the slow way)."""
-    from rootstrap.inroot import remove_tree
-    from rootstrap.treecache import DamagedTree, TreeCache, restore
+    from rootstrap.build.treecache import DamagedTree, TreeCache, restore
+    from rootstrap.linux.inroot import remove_tree
 
     assert ctx.tree is not None and ctx.tree_key is not None
     cache = TreeCache(ctx.cache_dir)
@@ -394,8 +396,8 @@ def _restore(ctx: Context, root: Path, budget: int) -> bool:
 
 def prepare(ctx: Context) -> None:
     """dpkg's database, the files dpkg expects, and the guards that keep daemons down."""
-    from rootstrap import configure
-    from rootstrap.dpkgdb import write_database
+    from rootstrap.build import configure
+    from rootstrap.build.dpkgdb import write_database
 
     if ctx.restored:
         return
@@ -421,7 +423,7 @@ def _build_hostname(ctx: Context) -> str:
 
 
 def _steps(ctx: Context, essential: bool) -> list[Step]:
-    from rootstrap.configure import Step
+    from rootstrap.build.configure import Step
 
     assert ctx.plan is not None
     by_name = {u.name: u for u in ctx.unpacked}
@@ -449,7 +451,7 @@ def _names(relation: str) -> Iterator[str]:
 
 
 def essential(ctx: Context) -> None:
-    from rootstrap.configure import run_configure
+    from rootstrap.build.configure import run_configure
 
     steps = [] if ctx.restored else _steps(ctx, essential=True)
     if steps:
@@ -457,7 +459,7 @@ def essential(ctx: Context) -> None:
 
 
 def install(ctx: Context) -> None:
-    from rootstrap.configure import run_configure
+    from rootstrap.build.configure import run_configure
 
     steps = [] if ctx.restored else _steps(ctx, essential=False)
     if steps:
@@ -515,7 +517,7 @@ def _image_keyring(ctx: Context, root: Path) -> str | None:
     for keyring in () if ctx.options.keyrings else ctx.recipe.keyrings:
         if (root / str(keyring).lstrip("/")).is_file():
             return str(keyring)
-    from rootstrap.keyrings import find_keyring
+    from rootstrap.archive.keyrings import find_keyring
 
     try:
         used = find_keyring(ctx.recipe, ctx.options.keyrings, cache_dir=ctx.cache_dir)
@@ -531,7 +533,7 @@ def _image_keyring(ctx: Context, root: Path) -> str | None:
 
 def cleanup(ctx: Context) -> None:
     """Restore the guards, drop caches and logs; save the tree for the next same build."""
-    from rootstrap import configure
+    from rootstrap.build import configure
 
     root = ctx.need_root()
     configure.restore_guards(ctx.guards)
@@ -542,7 +544,7 @@ def cleanup(ctx: Context) -> None:
     ):  # fmt: skip
         rootfiles.remove_in_root(root, pattern)
     if ctx.tree_key is not None and not ctx.restored:
-        from rootstrap.treecache import TreeCache
+        from rootstrap.build.treecache import TreeCache
 
         with interrupts.deferred_signals():
             TreeCache(ctx.cache_dir).offer(root, ctx.tree_key)
@@ -557,7 +559,7 @@ def commit(ctx: Context) -> None:
     if epoch and epoch.isdigit():
         rootfiles.clamp_mtimes(root, int(epoch))
     if opts.output is not None:
-        from rootstrap.tarball import write_tar
+        from rootstrap.build.tarball import write_tar
 
         write_tar(root, opts.output)
         ctx.result = opts.output

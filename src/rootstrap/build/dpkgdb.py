@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rootstrap.errors import UnpackError
-from rootstrap.inroot import Resolver
+from rootstrap.linux.inroot import Resolver
 
 # dpkg's own order of known fields (lib/dpkg/parse.c fieldinfos); others follow as they come.
 FIELD_ORDER = (

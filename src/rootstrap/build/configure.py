@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rootstrap.build.rootfiles import in_root, replace_file
 from rootstrap.errors import ConfigureError, Interrupted
-from rootstrap.rootfiles import in_root, replace_file
 from rootstrap.runner import Hooks
 
 ENV = {

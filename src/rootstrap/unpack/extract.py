@@ -60,11 +60,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rootstrap import tarstream
-from rootstrap.deb import open_deb
 from rootstrap.errors import DebError, RootstrapError, UnpackError
-from rootstrap.inroot import O_DIR, Resolver, remove_tree
-from rootstrap.tarstream import Member, TarReader
+from rootstrap.formats import tarstream
+from rootstrap.formats.deb import open_deb
+from rootstrap.formats.tarstream import Member, TarReader
+from rootstrap.linux.inroot import O_DIR, Resolver, remove_tree
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rootstrap.errors import DebError
-from rootstrap.tarstream import DIRECTORY, REGULAR, TarReader
+from rootstrap.formats.tarstream import DIRECTORY, REGULAR, TarReader
 
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER = 60

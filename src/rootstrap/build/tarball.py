@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from rootstrap.errors import RootstrapError, UsageError
-from rootstrap.fsops import fsync_dir
+from rootstrap.linux.fsops import fsync_dir
 
 COMPRESSORS: dict[str, list[str] | None] = {
     ".tar": None,
