@@ -15,7 +15,8 @@ btrfs). Then, per round and in alternating order, with ``sync`` before each time
 * rootstrap (API): ``Store.clone()`` in this process (the operation itself);
 * rootstrap (CLI): ``rootstrap clone`` as a process (adds Python start-up and typer).
 
-Medians of the rounds; ratio = rootstrap / native (target ≤ 1.1, DESIGN.md Targets). Needs root.
+Medians of the rounds; ratio = rootstrap / native (target ≤ 1.1, docs/decisions.md, Targets).
+Needs root.
 """
 
 from __future__ import annotations

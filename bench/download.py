@@ -16,7 +16,7 @@ bootstrap path does). Each round downloads every .deb into an empty directory tw
 
 The order alternates between rounds. Figures: wall seconds per round, the ratio
 rootstrap / curl (target ≤ 1.5, issue 4), plus one re-run over the filled cache (verify only).
-The mirror comes from the host's apt sources (DESIGN.md, "Mirrors").
+The mirror comes from the host's apt sources (docs/architecture.md, "Mirrors").
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def run_curl(urls: list[str], sums: str, workdir: Path) -> float:
     workdir.mkdir()
     (workdir / "SHA256SUMS").write_text(sums)
     start = time.perf_counter()
-    # research/libs.md's form: each curl takes a batch of URLs (one kept-alive connection),
-    # batches sized so all 8 run at once.
+    # The library probe's form (docs/decisions.md, "Downloads"): each curl takes a batch of
+    # URLs (one kept-alive connection), batches sized so all 8 run at once.
     per = max(1, -(-len(urls) // 8))
     subprocess.run(
         ["xargs", "-P8", f"-n{per}", "curl", "-sS", "--fail", "--remote-name-all"],

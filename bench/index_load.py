@@ -3,8 +3,8 @@
 
     python3 bench/index_load.py [--rounds 3] [--mirror URL] [--work DIR] [--no-debian]
 
-The .xz comes once from the mirror of the host's apt sources (DESIGN.md, "Mirrors"), checked
-against the verified InRelease, and is kept in --work. Each measurement runs in its own
+The .xz comes once from the mirror of the host's apt sources (docs/architecture.md, "Mirrors"),
+checked against the verified InRelease, and is kept in --work. Each measurement runs in its own
 process so ``ru_maxrss`` is that approach's peak; rounds are interleaved (the 2 cores here are
 shared, so compare within a round):
 
@@ -14,7 +14,7 @@ shared, so compare within a round):
 * ``warm``: ``fetch_index`` again, answered by the parsed-index cache, plus the first lookups
   (``best("bash")``, ``providers("awk")``, ``essential_names()``);
 * ``deb822``: python-debian's ``Packages.iter_paragraphs`` (``use_apt_pkg=False``) over the
-  same index, uncompressed (research/libs.md mode a), all stanzas kept.
+  same index, uncompressed (as in docs/decisions.md, "Index"), all stanzas and fields kept.
 
 Prints one line per process and the medians; "rss" is the process's peak (``ru_maxrss``) and
 "base" its peak before the measured step (the interpreter plus imports); "child" is the peak of

@@ -16,7 +16,7 @@ SHA256; the first run downloads ~9 MB). Two figures, each the median of --rounds
 * ``again``: another ``resolve`` on the same index (stanzas and relations parsed already).
 
 Also printed: the package count and the time to open the (cached) archive, for context.
-The mirror comes from the host's apt sources (DESIGN.md, "Mirrors").
+The mirror comes from the host's apt sources (docs/architecture.md, "Mirrors").
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Entry point: ``rootstrap`` and ``python -m rootstrap``.
 
 The verbs that start containers take a lean path that never imports typer, httpx or rich:
-``run IMAGE /bin/true`` has a budget of a few tens of milliseconds (DESIGN.md, Targets)."""
+``run IMAGE /bin/true`` has a budget of a few tens of milliseconds (docs/decisions.md, Targets).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ TYPE_CHECKING = False  # only mypy needs the name below (the lean path skips typ
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# Verbs served by rootstrap.cli.lean (argparse only); every other verb goes through typer.
+# Verbs served by rootstrap.cli.lean (its own hand-written parser, no typer, no argparse);
+# every other verb goes through typer.
 LEAN_VERBS = frozenset(
     {"run", "boot", "shell", "list", "poweroff", "reboot", "terminate", "kill"}
     | {"start", "stop", "login", "status", "enable", "disable", "show"}
@@ -35,7 +37,8 @@ def _verb(argv: list[str]) -> str | None:
 
 
 def _lean_main(stem: str = "lean") -> Callable[[list[str]], int]:
-    """The main function of rootstrap.cli.lean (or cli.listing): argparse only, no typer."""
+    """The main function of rootstrap.cli.lean (a hand-written parser) or cli.listing
+    (argparse); neither imports typer."""
     import importlib
 
     lean_main: Callable[[list[str]], int] = importlib.import_module(f"rootstrap.cli.{stem}").main

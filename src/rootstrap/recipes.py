@@ -52,7 +52,8 @@ class Recipe:
     prefer: dict[str, str] = field(default_factory=dict)
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # What `bootstrap --boot-ready` adds: an init for `rootstrap boot` and the bus that
-    # machinectl-style `shell` and logind need (research/anchors.md §6.5, point 10).
+    # machinectl-style `shell` and logind need (docs/architecture.md, "What a bootable tree
+    # needs").
     boot_packages: tuple[str, ...] = ("systemd-sysv", "dbus")
     path: Path | None = None
     # True when SUITE was an alias: the Release's Codename picks the real recipe.

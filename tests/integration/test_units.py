@@ -405,7 +405,7 @@ def _die_with_parent() -> None:
 
 class SystemdContainer:
     """The cached bookworm image booted by systemd-nspawn (the compatibility oracle of
-    DESIGN.md) on a throw-away overlay, so systemd is PID 1 in there; commands run in it
+    docs/decisions.md) on a throw-away overlay, so systemd is PID 1 in there; commands run in it
     through nsenter."""
 
     def __init__(self, image: Path, rwstore: Path) -> None:

@@ -7,7 +7,8 @@
     arch = build_ubuntu_archive(root, key=test_key, packages={"main": debs}, ...)
 
 What makes it Ubuntu-shaped (each trait is something rootstrap must cope with; the sources are
-research/anchors.md §5, debootstrap's ``scripts/gutsy`` and Ubuntu's published archive):
+docs/architecture.md, "Ubuntu", debootstrap's ``scripts/gutsy`` and Ubuntu's published
+archive):
 
 - ``dists/noble`` plus the pockets ``noble-updates``, ``noble-security`` and ``noble-backports``
   (NotAutomatic/ButAutomaticUpgrades, as Ubuntu marks backports), each separately signed, each

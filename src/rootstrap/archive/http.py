@@ -1,12 +1,12 @@
 """One HTTP client for every download: pooled, retried, resumed, capped, verified.
 
-A single sync ``httpx.Client`` is shared by all threads (research/libs.md §3: a pool of ~8 threads
-over one client was the fastest Python variant here; HTTP/2 was slower, so it stays off). Proxies
-come from ``http_proxy``/``https_proxy``/``no_proxy`` (httpx ``trust_env``); ``file://`` URLs are
-read directly. Integrity comes from the signed chain (size + SHA256 from the index), so plain
-http mirrors are fine and every body is hashed while it streams.
+A single sync ``httpx.Client`` is shared by all threads (docs/decisions.md, "Downloads": a pool of
+~8 threads over one client was the fastest Python variant here; HTTP/2 was slower, so it stays off).
+Proxies come from ``http_proxy``/``https_proxy``/``no_proxy`` (httpx ``trust_env``); ``file://``
+URLs are read directly. Integrity comes from the signed chain (size + SHA256 from the index), so
+plain http mirrors are fine and every body is hashed while it streams.
 
-Fault handling follows apt's acquire methods (HAZARDS.md rows 34–45):
+Fault handling follows apt's acquire methods (HAZARDS rows 34–45):
 
 * transient faults (connect refused, DNS, timeouts, resets, short reads, 5xx, 408, 429) are retried
   with exponential backoff (1, 2, 4 s, cap 30 s) plus jitter; 429/503 ``Retry-After`` is honoured;
@@ -201,7 +201,7 @@ class Http:
             follow_redirects=False,  # every hop is checked by _check_location
             trust_env=True,  # http_proxy / https_proxy / no_proxy
             verify=_ssl_context(),
-            http2=False,  # measured slower here (research/libs.md §3)
+            http2=False,  # measured slower here (docs/decisions.md, Downloads)
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
         )

@@ -1,6 +1,6 @@
 """Packages indexes parsed fast into a compact table (the table the cache stores).
 
-Parsing (research/libs.md §1: python-debian takes 7.5–8.9 s and 473 MiB for bookworm main).
+Parsing (docs/decisions.md, "Index": python-debian takes 7.5–8.9 s and 473 MiB for bookworm main).
 The parse builds a compact table: per stanza its name, version, architecture and byte range,
 plus Provides, Priority and Essential. A canonical Debian index is read with two C-speed regex
 scans per chunk (whole stanzas with Package/Version/Architecture, whose matches must tile the

@@ -9,7 +9,8 @@ index, each index those of every .deb. So this module is strict where apt is len
 * The clearsigned file must be exactly one signed block: nothing before ``BEGIN PGP SIGNED
   MESSAGE``, nothing but blank lines after ``END PGP SIGNATURE``, armor lines spelled exactly
   (CVE-2013-1051, CVE-2016-1252; HAZARDS 3). Only the bytes pysequoia returns as verified are
-  parsed (research/libs.md §2: text around the block is ignored by the verifier, not rejected).
+  parsed (docs/decisions.md, "Signatures": text around the block is ignored by the verifier,
+  not rejected).
 * A detached ``Release.gpg`` must hold signature packets and nothing else (CVE-2019-3462's
   payload trick; HAZARDS 4). Each packet is verified on its own (pysequoia's ``Sig`` keeps only
   the first signature of a file).

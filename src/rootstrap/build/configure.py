@@ -5,7 +5,7 @@ is what dpkg would have run: each package's ``preinst install`` (normally before
 files being there early is harmless for the scripts in a fresh root, as debootstrap's own first
 stage shows), then ``postinst configure`` in dependency order, which dpkg itself works out.
 
-Order (research/anchors.md §6): the essential set first (its preinsts, then one
+Order (docs/architecture.md, "Configure"): the essential set first (its preinsts, then one
 ``dpkg --configure`` of it with ``--force-configure-any`` so the libraries it needs come along),
 then the rest in the plan's order, configuring the pending set before any package whose
 Pre-Depends are not configured yet. All of it is one shell script run by one runner invocation:

@@ -1,10 +1,10 @@
 """The command line. Two front doors share one way of printing errors:
 
 - cli/app.py: the typer app, for every verb that is not on the start-up budget;
-- cli/lean.py: no typer, for run and boot, whose start-up time is a target (DESIGN.md), and
-  the door of the other typer-free verbs: cli/running.py (list, status, shell, login,
-  poweroff, ...), cli/service.py (start, stop), cli/units.py (enable, disable), cli/show.py;
-  cli/listing.py serves list-images.
+- cli/lean.py: no typer (a parser of its own), for run and boot, whose start-up time is a target
+  (docs/decisions.md, Targets), and the door of the other typer-free verbs: cli/running.py (list,
+  status, shell, login, poweroff, ...), cli/service.py (start, stop), cli/units.py (enable,
+  disable), cli/show.py; cli/listing.py serves list-images.
 
 This module imports nothing but the standard library and rootstrap.errors: the lean verbs load it.
 """

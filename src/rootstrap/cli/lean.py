@@ -1,12 +1,14 @@
-"""The lean command line: no typer, not even argparse.
+"""The lean command line: no typer and no argparse, a small hand-written parser.
 
-Verbs: ``run`` and ``boot`` (containers), and the running-machine verbs ``list``, ``shell``,
-``poweroff``, ``reboot``, ``terminate``, ``kill`` (machinectl's names; the registry lives in
-rootstrap.runner.registry). They are all here rather than in the typer app because
-``rootstrap run IMAGE /bin/true`` has a budget of a few tens of milliseconds and ``boot`` one
-measured against systemd-nspawn (DESIGN.md, Targets), and the machine verbs share their option
-style; __main__.LEAN_VERBS routes them here. This module imports nothing heavy; errors print
-exactly like the typer boundary (``error: ...`` / ``hint: ...``, see rootstrap.cli.report).
+Verbs: ``run`` and ``boot`` (containers) are parsed here; the running-machine verbs ``list``,
+``shell``, ``login``, ``status``, ``poweroff``, ``reboot``, ``terminate``, ``kill`` (machinectl's
+names; cli/running.py), ``start``/``stop`` (cli/service.py), ``enable``/``disable`` (cli/units.py)
+and ``show`` (cli/show.py) come in through :func:`main` here and are parsed by their modules. They
+are all off the typer app because ``rootstrap run IMAGE /bin/true`` has a budget of a few tens of
+milliseconds and ``boot`` one measured against systemd-nspawn (docs/decisions.md, Targets), and the
+machine verbs share their option style; __main__.LEAN_VERBS routes them here. This module imports
+nothing heavy; errors print exactly like the typer boundary (``error: ...`` / ``hint: ...``, see
+rootstrap.cli.report).
 """
 
 from __future__ import annotations

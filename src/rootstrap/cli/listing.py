@@ -1,10 +1,10 @@
 """``list-images`` output, and its lean entry point (argparse, no typer).
 
-list-images has a budget of 0.2 s with 50 images (issue 7), and importing typer alone costs
-about that on a loaded machine, so ``rootstrap/__main__.py`` routes this verb here by file,
-without importing ``rootstrap.cli`` (whose __init__ imports typer). This module therefore
-imports only the standard library, rootstrap.errors and rootstrap.store; cli/images.py
-reuses its formatting for the other verbs.
+list-images has a budget of 0.2 s with 50 images (issue 7), and importing typer alone costs about
+that on a loaded machine, so ``rootstrap/__main__.py`` routes this verb here, past cli/app.py
+(``rootstrap.cli``'s own __init__ imports only the standard library and rootstrap.errors). This
+module therefore imports only the standard library, rootstrap.cli, rootstrap.errors and
+rootstrap.store; cli/images.py reuses its formatting for the other verbs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The container verbs, as `rootstrap --help` lists them.
 
-They are served by cli/lean.py (argparse only: their start-up time is a target), which
-__main__ routes them to before typer is ever imported. These entries exist so the typer help
+They are served by cli/lean.py (a hand-written parser, no typer: their start-up time is a target),
+which __main__ routes them to before typer is ever imported. These entries exist so the typer help
 lists them too; reached at all, they hand their arguments to the lean path unchanged.
 """
 

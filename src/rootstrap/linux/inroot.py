@@ -1,10 +1,10 @@
 """Paths inside a root directory, on directory fds: resolution and removal.
 
 ``Resolver`` opens directories as if the root were ``/``: symlinks (absolute ones restart at the
-root) and ``..`` never leave it, at most 40 hops. It uses ``openat2(RESOLVE_IN_ROOT)`` (Linux
-5.6) and falls back to a hand-made walk of ``O_NOFOLLOW`` opens, systemd's ``chase()`` with
-``CHASE_PREFIX_ROOT`` (research/reliability.md §2.5), where that syscall is filtered or missing.
-Never ``os.path.realpath`` on host paths (CPython CVE-2025-4517 and friends).
+root) and ``..`` never leave it, at most 40 hops. It uses ``openat2(RESOLVE_IN_ROOT)`` (Linux 5.6)
+and falls back to a hand-made walk of ``O_NOFOLLOW`` opens, systemd's ``chase()`` with
+``CHASE_PREFIX_ROOT`` (docs/decisions.md, "Our own extractor"), where that syscall is filtered or
+missing. Never ``os.path.realpath`` on host paths (CPython CVE-2025-4517 and friends).
 
 ``remove_tree`` is ``rm -rf`` that makes directories writable first, follows no symlink and
 crosses no mount point. Both keep a constant number of fds open whatever the depth.

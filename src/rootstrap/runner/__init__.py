@@ -8,9 +8,9 @@ Public API (Debian-agnostic; the bootstrap's configure stage hands it a root and
 
 ``run`` raises RunnerError for a setup problem (naming the path), ImageBusy when the image is
 locked by a conflicting user, RunnerError with exit_code 127 when the command is not found.
-The package imports only the standard library, rootstrap.linux and rootstrap.errors (checked by
-tests/unit/test_layout.py). This module only re-exports; the code is in container.py and the
-modules beside it.
+The package imports only the standard library, rootstrap.linux and rootstrap.errors (the import
+contracts of docs/architecture.md). This module only re-exports; the code is in container.py and
+the modules beside it.
 """
 
 from rootstrap.runner.container import CONSOLE_MODES, Bind, Hooks, RunSpec, pick_uid_range, run

@@ -1,6 +1,7 @@
 """Boot an image: its init as PID 1, following systemd's container interface.
 
-What the machine gets (systemd's docs/CONTAINER_INTERFACE.md; research/anchors.md §7):
+What the machine gets (systemd's docs/CONTAINER_INTERFACE.md; docs/architecture.md, "The
+runner"):
 
 - ``container=rootstrap`` and ``container_uuid`` in PID 1's environment (systemd fills an
   empty /etc/machine-id from the latter), ``container_host_*`` from the host's os-release,

@@ -7,7 +7,8 @@ bytes, so NAME is cut to 12), ``host0`` inside. We also give both ends IPv4 addr
 default route via the host), so host and machine talk without networkd on either side; NAT to
 the outside is left to the host's firewall. The work is done by iproute2's ``ip`` in two
 batches (one per side, the machine's through ``nsenter --net``): pyroute2 costs ~150 ms to
-import (DESIGN.md). The veth pair vanishes with the machine's network namespace.
+import (docs/decisions.md, "Namespaces through ctypes"). The veth pair vanishes with the
+machine's network namespace.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ cap-gated groups are denied unless the capability is kept, and ``ioctl(TIOCSTI)`
 ``ioctl(TIOCLINUX)`` are denied comparing only the low 32 bits of the request, because the
 kernel ignores the high bits (CVE-2017-5226, and its high-bits variant CVE-2019-10063).
 libseccomp is loaded with ctypes (libseccomp2 is part of every Debian system); its default of
-setting no_new_privs is turned off, NNP is a separate option (DESIGN.md).
+setting no_new_privs is turned off, NNP is a separate option (docs/decisions.md, "Namespaces
+through ctypes").
 """
 
 from __future__ import annotations

@@ -12,14 +12,14 @@
                        chdir + getcwd check; bounding set; seccomp; user; caps; NNP;     │
                        execve ───────────────────────────────────────────────────────────┘
 
-Fork after unshare(CLONE_NEWPID): the unsharing process is not itself moved, and the host
-process restores its own pid namespace for later children at once (a host process whose
-pid-namespace child reaper died cannot fork again; DESIGN.md). Nothing is imported and no
-library is loaded after pivot_root: ``sys.path`` is emptied so the image can never supply
-Python code or a shared object to a process holding the runner's capabilities. Errors below
-the host process travel back as one line on a CLOEXEC pipe, which reaches EOF when the
-payload's execve succeeds. Exit codes of a failed start: 125 setup, 126 not executable,
-127 not found (as docker and podman use them).
+Fork after unshare(CLONE_NEWPID): the unsharing process is not itself moved, and the host process
+restores its own pid namespace for later children at once (a host process whose pid-namespace child
+reaper died cannot fork again; docs/decisions.md, "Namespaces through ctypes"). Nothing is imported
+and no library is loaded after pivot_root: ``sys.path`` is emptied so the image can never supply
+Python code or a shared object to a process holding the runner's capabilities. Errors below the host
+process travel back as one line on a CLOEXEC pipe, which reaches EOF when the payload's execve
+succeeds. Exit codes of a failed start: 125 setup, 126 not executable, 127 not found (as docker and
+podman use them).
 """
 
 from __future__ import annotations

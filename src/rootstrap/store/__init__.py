@@ -1,4 +1,6 @@
-"""The image store: machinectl's image verbs over a directory of images (DESIGN.md, store).
+"""The image store: machinectl's image verbs over a directory of images.
+
+Why it is built this way: docs/architecture.md, "The store", and docs/decisions.md, "Clone".
 
 Public API (everything else in this package is private)::
 

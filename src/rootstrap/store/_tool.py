@@ -1,9 +1,10 @@
 """The store's one subprocess helper: scrubbed environment, logged argv, clean errors.
 
 GNU cp, rm and tar do the bulk tree work (their copy loops use FICLONE, copy_file_range and
-SEEK_HOLE in C, which a Python walk cannot match: DESIGN.md's clone target is 1.1 x ``cp -a``).
-Their failures become one-line errors; "No space left" and "Disk quota exceeded" become
-ResourceError (HAZARDS 109, 113) so the caller can say "disk full" instead of a cp message.
+SEEK_HOLE in C, which a Python walk cannot match; the clone target is 1.1 x ``cp -a``:
+docs/decisions.md, "Clone"). Their failures become one-line errors; "No space left" and "Disk quota
+exceeded" become ResourceError (HAZARDS 109, 113) so the caller can say "disk full" instead of a cp
+message.
 """
 
 from __future__ import annotations

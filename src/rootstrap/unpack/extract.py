@@ -2,10 +2,10 @@
 
 Why our own: Python's tarfile filters do not fit a rootfs (``tar``/``data`` strip setuid and
 sticky bits, ``data`` drops owners and rejects libc6's absolute symlinks, ``fully_trusted``
-writes through symlinks onto the host; DESIGN.md, research/reliability.md §2.4). The design is
+writes through symlinks onto the host; docs/decisions.md, "Our own extractor"). The design is
 systemd's ``tar_x`` (``src/shared/tar-util.c``) with the one change a bootstrap needs: symlinks
 already in the root (merged-/usr ``bin -> usr/bin``, or a package's ``usr/share/foo -> /etc``)
-are *followed inside the root* (§2.5), like ``openat2(RESOLVE_IN_ROOT)`` or systemd's
+are *followed inside the root*, like ``openat2(RESOLVE_IN_ROOT)`` or systemd's
 ``chase(CHASE_PREFIX_ROOT)``, so nothing can land outside it (HAZARDS 48-53, CVE-2022-1664,
 CVE-2025-45582).
 
@@ -77,8 +77,9 @@ CHUNK = 1 << 20
 class Policy:
     """What an extraction allows. The defaults are those for a .deb.
 
-    ``allow_devices``: create char/block devices and FIFOs (otherwise they are an error, or
-    ignored with ``skip_devices``, as import-tar does since the runner supplies /dev).
+    ``allow_devices``: create char/block devices and FIFOs (import-tar and the tree cache do:
+    an exported image keeps its nodes); otherwise they are an error, or with ``skip_devices``
+    ignored (the runner supplies /dev anyway).
     ``allow_pax``: accept PAX headers (import-tar); dpkg rejects them in a .deb.
     ``max_bytes``: cap on the decompressed tar bytes of the whole call (all archives).
     ``size_factor``/``size_slack``: a .deb's own cap, ``factor × Installed-Size KiB + slack``
