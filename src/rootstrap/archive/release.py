@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 from rootstrap.archive.signature import unverified_body, verify_clearsigned, verify_detached
 from rootstrap.errors import DownloadError, KeyringError, VerificationError
+from rootstrap.formats import deb822
 
 log = logging.getLogger(__name__)
 
@@ -114,34 +115,26 @@ class Release:
 
 
 def _fields(text: str, subject: str) -> dict[str, str]:
-    """The fields of a one-paragraph deb822 text; keys lowercased."""
-    fields: dict[str, str] = {}
-    key = ""
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip()
-        if not line:
-            if fields:
-                # A second paragraph in a Release is not something apt reads either.
-                rest = text.splitlines()[number:]
-                if any(r.strip() for r in rest):
-                    raise VerificationError(
-                        f"Release has more than one paragraph (line {number + 1})", subject=subject
-                    )
-            continue
-        if line[0] in " \t":
-            if not key:
-                raise VerificationError(f"continuation line {number} outside a field",
-                                        subject=subject)  # fmt: skip
-            fields[key] += "\n" + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or " " in name:
-            raise VerificationError(f"malformed Release line {number}", subject=subject)
-        key = name.lower()
-        if key in fields:
-            raise VerificationError(f"duplicate field {name!r} in Release", subject=subject)
-        fields[key] = value.strip()
-    return fields
+    """The fields of a one-paragraph deb822 text; keys lowercased, each line of a value stripped.
+
+    A second paragraph is refused: it is not something apt reads either."""
+    try:
+        found = deb822.parse(text, max_paragraphs=1)
+    except deb822.Deb822Error as exc:
+        line = exc.line
+        message = {
+            "continuation": f"continuation line {line} outside a field",
+            "field": f"malformed Release line {line}",
+            "duplicate": f"duplicate field {exc.name!r} in Release",
+            "paragraphs": f"Release has more than one paragraph (line {line})",
+        }[exc.kind]
+        raise VerificationError(message, subject=subject) from None
+    if not found:
+        return {}
+    return {
+        name.lower(): "\n".join(part.strip() for part in value.split("\n"))
+        for name, value in found[0].items()
+    }
 
 
 def _date(fields: dict[str, str], name: str, subject: str) -> datetime | None:
