@@ -54,12 +54,8 @@ def _cpu() -> float:
 
 
 def _release(work: Path) -> object:
-    from rootstrap.archive.release import (
-        ReleasePolicy,
-        load_keyring,
-        parse_release,
-        verify_clearsigned,
-    )
+    from rootstrap.archive.release import ReleasePolicy, parse_release
+    from rootstrap.archive.signature import load_keyring, verify_clearsigned
 
     keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
     certs = load_keyring([keyring])

@@ -7,6 +7,7 @@ Codename, see :func:`for_codename`) or the path of a recipe file.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -15,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 from rootstrap.errors import MirrorError, RecipeError
+
+log = logging.getLogger(__name__)
 
 # Debian's moving suite names. Ubuntu has none that a bootstrap should follow.
 DEBIAN_ALIASES = ("oldstable", "stable", "testing", "unstable")
@@ -170,27 +173,27 @@ class AptSource:
     components: tuple[str, ...]
 
 
-def _deb822_sources(text: str) -> list[AptSource]:
+def _deb822_sources(text: str, path: Path) -> list[AptSource]:
+    """The enabled ``deb`` sources of a ``.sources`` file (sources.list(5), deb822 style).
+
+    A malformed file costs a warning and its sources, not the run: apt refuses such a file
+    too, and the mirror can still come from elsewhere (--mirror, the recipe)."""
+    # Here, not at the top: python-debian costs ~20 ms to import, and only .sources need it.
+    from rootstrap.formats import deb822
+
+    try:
+        paragraphs = deb822.parse(text, comments=True)
+    except deb822.Deb822Error as exc:
+        log.warning("%s: line %d: not a valid deb822 file (%s); ignored", path, exc.line, exc.kind)
+        return []
     sources = []
-    for stanza in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        last = ""
-        for line in stanza.splitlines():
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            if line[0].isspace() and last:
-                fields[last] += " " + line.strip()
-                continue
-            key, sep, value = line.partition(":")
-            if sep:
-                last = key.strip().lower()
-                fields[last] = value.strip()
-        if "deb" not in fields.get("types", "").split() or fields.get("enabled") == "no":
+    for fields in paragraphs:
+        if "deb" not in fields.get("Types", "").split() or fields.get("Enabled") == "no":
             continue
-        for uri in fields.get("uris", "").split():
+        for uri in fields.get("URIs", "").split():
             sources.append(
-                AptSource(uri, tuple(fields.get("suites", "").split()),
-                          tuple(fields.get("components", "").split()))
+                AptSource(uri, tuple(fields.get("Suites", "").split()),
+                          tuple(fields.get("Components", "").split()))
             )  # fmt: skip
     return sources
 
@@ -213,7 +216,7 @@ def host_sources(root: Path = Path("/")) -> list[AptSource]:
         if path.is_file():
             found += _one_line_sources(path.read_text(errors="replace"))
     for path in sorted((apt / "sources.list.d").glob("*.sources")):
-        found += _deb822_sources(path.read_text(errors="replace"))
+        found += _deb822_sources(path.read_text(errors="replace"), path)
     return found
 
 

@@ -196,6 +196,8 @@ def test_control_members_expanding_past_64_mib_rejected(tmp_path: Path) -> None:
         ([TarEntry("./control", b"\xff\xfe")], "not UTF-8"),
         ([TarEntry("./control", b" cont\n")], "continues nothing"),
         ([TarEntry("./control", b"Package: a\n\nPackage: b\n")], "more than one stanza"),
+        ([TarEntry("./control", b"Package: a\npackage: b\n")], "'package' given twice"),
+        ([TarEntry("./control", b"Package: a\nnot a field\n")], "line 2 is not a field"),
         (
             [TarEntry("./control", b"Package: a\n"), TarEntry("./x", type="symlink", linkname="/")],
             "unexpected",

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.archive.release import (
-    ReleasePolicy,
-    check_release,
-    load_keyring,
-    parse_release,
-    verify_clearsigned,
-    verify_detached,
-)
+from rootstrap.archive.release import ReleasePolicy, check_release, parse_release
+from rootstrap.archive.signature import load_keyring, verify_clearsigned, verify_detached
 from rootstrap.errors import KeyringError, VerificationError
 from tests.support.archive import TestKey, release_date
 

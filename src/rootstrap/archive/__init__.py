@@ -4,7 +4,8 @@
     archive.release.codename, archive.mirror, archive.index.best("bash")
 
 Everything a later stage uses comes through here, so everything here is verified: the Release
-against the recipe's keyring (release.py), each index against the Release (indexfetch.py).
+against the recipe's keyring (release.py, signature.py), each index against the Release
+(indexfetch.py).
 """
 
 from __future__ import annotations
@@ -19,13 +20,8 @@ from rootstrap.archive.index import IndexTable
 from rootstrap.archive.indexfetch import fetch_index
 from rootstrap.archive.keyrings import find_keyring
 from rootstrap.archive.packages import Package, PackageIndex
-from rootstrap.archive.release import (
-    HttpLike,
-    Release,
-    ReleasePolicy,
-    fetch_release,
-    load_keyring,
-)
+from rootstrap.archive.release import HttpLike, Release, ReleasePolicy, fetch_release
+from rootstrap.archive.signature import load_keyring
 from rootstrap.errors import DownloadError, RootstrapError, VerificationError
 from rootstrap.recipes import Recipe, for_codename
 

@@ -141,7 +141,7 @@ def read_member(deb: Path, member: str, *, hops: int = 8) -> bytes:
 
 def _install(data: bytes, dest: Path, *, subject: str) -> None:
     """Check DATA is an OpenPGP keyring, then write it to DEST atomically (mode 0644)."""
-    from rootstrap.archive.release import load_keyring
+    from rootstrap.archive.signature import load_keyring
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)

@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
         from rootstrap.archive import ReleasePolicy, open_archive, open_release
         from rootstrap.archive.http import Http
         from rootstrap.archive.keyrings import find_keyring
-        from rootstrap.archive.release import load_keyring
+        from rootstrap.archive.signature import load_keyring
         from rootstrap.cli.app import settings
 
         recipe = recipes.load(suite)

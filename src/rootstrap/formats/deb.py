@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rootstrap.errors import DebError
+from rootstrap.formats import deb822
 from rootstrap.formats.tarstream import DIRECTORY, REGULAR, TarReader
 
 AR_MAGIC = b"!<arch>\n"
@@ -129,31 +130,22 @@ def _decompressor(raw: _Section, suffix: str) -> BinaryIO:
 
 
 def _parse_control(text: bytes, subject: str) -> dict[str, str]:
+    """The fields of a control file (one paragraph, rootstrap.formats.deb822), as spelled there."""
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DebError(f"invalid .deb: control is not UTF-8 ({exc})", subject=subject) from None
-    fields: dict[str, str] = {}
-    key: str | None = None
-    for number, line in enumerate(decoded.splitlines(), 1):
-        if not line.strip():
-            if fields:
-                key = None  # end of the stanza; later blank lines are tolerated
-            continue
-        if line[0] in " \t":
-            if key is None:
-                raise DebError(
-                    f"invalid .deb: control line {number} continues nothing", subject=subject
-                )
-            fields[key] += "\n" + line
-            continue
-        if key is None and fields:
-            raise DebError("invalid .deb: control has more than one stanza", subject=subject)
-        name, sep, value = line.partition(":")
-        if not sep or not name or " " in name:
-            raise DebError(f"invalid .deb: control line {number} is not a field", subject=subject)
-        key = name
-        fields[key] = value.strip()
+    try:
+        found = deb822.parse(decoded, max_paragraphs=1)
+    except deb822.Deb822Error as exc:
+        reason = {
+            "continuation": f"control line {exc.line} continues nothing",
+            "field": f"control line {exc.line} is not a field",
+            "duplicate": f"control field {exc.name!r} given twice (line {exc.line})",
+            "paragraphs": "control has more than one stanza",
+        }[exc.kind]
+        raise DebError(f"invalid .deb: {reason}", subject=subject) from None
+    fields = dict(found[0]) if found else {}
     if "Package" not in fields:
         raise DebError("invalid .deb: control has no Package field", subject=subject)
     return fields
