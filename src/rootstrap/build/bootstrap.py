@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from rootstrap.errors import (
     UsageError,
 )
 from rootstrap.linux import interrupts
+from rootstrap.linux.arch import host_arch
 
 if TYPE_CHECKING:
     from rootstrap.archive import Archive
@@ -127,13 +127,6 @@ class Context:
     def need_root(self) -> Path:
         assert self.root is not None, "the extract phase creates the root"
         return self.root
-
-
-def host_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "armv7l": "armhf"}.get(
-        machine, machine
-    )
 
 
 # --------------------------------------------------------------------------- the phases
