@@ -20,6 +20,7 @@ import pytest
 
 from rootstrap.cli import units
 from rootstrap.machines import unitfile
+from rootstrap.paths import DEFAULT_STORE
 from tests.conftest import tree_digest
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -217,7 +218,7 @@ def test_default_store_needs_no_dropin(store: Path, root: Path) -> None:
     assert rootstrap("--store", str(store), "enable", "--root", str(root), "deb").returncode == 0
     dropin = units_dir / f"{unitfile.instance('deb')}.d" / unitfile.DROPIN
     assert dropin.exists()
-    units.enable(["deb"], unitfile.DEFAULT_STORE, root=str(root))  # images checked by main()
+    units.enable(["deb"], DEFAULT_STORE, root=str(root))  # images checked by main()
     assert not dropin.exists()
     assert not dropin.parent.exists()
     assert (units_dir / "machines.target.wants" / unitfile.instance("deb")).is_symlink()

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from rootstrap import paths
 from rootstrap.linux import arch
 
 # --------------------------------------------------------------------------- host architecture
@@ -77,3 +80,42 @@ def test_host_arch_without_dpkg_agrees_with_dpkg(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PATH", "/nonexistent")
     assert arch._from_dpkg() is None
     assert arch.host_arch() == expected
+
+
+# --------------------------------------------------------------------------- default paths
+
+# (--store/--cache-dir given, the variable's value or None) -> the directory used.
+PATHS = [
+    (None, None, "DEFAULT"),
+    (None, "", "DEFAULT"),  # an empty variable is no setting (as the shell's ${VAR:-default})
+    (None, "/env/dir", "/env/dir"),
+    ("", "/env/dir", "/env/dir"),
+    ("/given", "/env/dir", "/given"),
+    ("/given", None, "/given"),
+]
+
+
+@pytest.mark.parametrize(("given", "env", "expected"), PATHS)
+@pytest.mark.parametrize(
+    ("function", "var", "default"),
+    [
+        (paths.store_dir, "ROOTSTRAP_STORE", "/var/lib/machines"),
+        (paths.cache_dir, "ROOTSTRAP_CACHE", "/var/cache/rootstrap"),
+    ],
+)
+def test_paths(
+    monkeypatch: pytest.MonkeyPatch,
+    function: Callable[[str | None], str],
+    var: str,
+    default: str,
+    given: str | None,
+    env: str | None,
+    expected: str,
+) -> None:
+    if env is None:
+        monkeypatch.delenv(var, raising=False)
+    else:
+        monkeypatch.setenv(var, env)
+    assert function(given) == (default if expected == "DEFAULT" else expected)
+    if given:
+        assert function(Path(given)) == given  # typer hands a Path

@@ -17,12 +17,12 @@ import sys
 from rootstrap.cli import report
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
 from rootstrap.machines.settings import GROUP, Options, parse_bind, settle
+from rootstrap.paths import VALUED_GLOBALS, store_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootstrap.runner import RunSpec
 
-DEFAULT_STORE = "/var/lib/machines"
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -34,9 +34,6 @@ def _valid_name(name: str) -> bool:
         and ".." not in name
         and all(c in _NAME_CHARS for c in name)
     )
-
-
-_GLOBAL_VALUED = frozenset({"--store", "--cache-dir"})
 
 
 # name -> (key, kind): "value" takes an argument, "list" may repeat, "flag" takes none.
@@ -446,18 +443,18 @@ def boot_main(args: list[str], store: str) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry for the lean verbs; the error boundary of this path."""
-    store = os.environ.get("ROOTSTRAP_STORE") or DEFAULT_STORE
+    store = store_dir()
     debug = False
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         arg = argv[i]
         key, eq, value = arg.partition("=")
-        if key in _GLOBAL_VALUED:
+        if key in VALUED_GLOBALS:
             if not eq:
                 i += 1
                 value = argv[i] if i < len(argv) else ""
             if key == "--store":
-                store = value
+                store = store_dir(value)
         elif arg == "--debug":
             debug = True
         elif arg in ("-h", "--help"):

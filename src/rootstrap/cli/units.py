@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from rootstrap.errors import RootstrapError, UsageError
 from rootstrap.machines import unitfile
+from rootstrap.paths import DEFAULT_STORE
 
 USAGE = """usage: rootstrap enable [--now] [--root DIR] NAME...
        rootstrap disable [--now] [--root DIR] NAME...
@@ -283,7 +284,7 @@ class _Files:
 
 def _not_booted(verb: str, names: list[str], store: str, command: list[str]) -> None:
     listed = " ".join(names)
-    me = "rootstrap" if store == unitfile.DEFAULT_STORE else f"rootstrap --store {store}"
+    me = "rootstrap" if store == DEFAULT_STORE else f"rootstrap --store {store}"
     if verb == "enable":
         sys.stdout.write(unitfile.render(command, store))
         sys.stdout.flush()
@@ -336,7 +337,7 @@ def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bo
         files.write(os.path.join(unit_dir, unitfile.TEMPLATE), unitfile.render(command))
         for unit in units:
             dropin = os.path.join(unit_dir, f"{unit}.d", unitfile.DROPIN)
-            if os.path.normpath(store) == unitfile.DEFAULT_STORE:
+            if os.path.normpath(store) == DEFAULT_STORE:
                 files.remove(dropin)
             else:
                 files.write(dropin, unitfile.render_dropin(store, command))

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from rootstrap.errors import UsageError
+from rootstrap.paths import DEFAULT_STORE
 
-DEFAULT_STORE = "/var/lib/machines"
 TEMPLATE = "rootstrap@.service"
 DROPIN = "50-rootstrap-store.conf"
 # The first line of every file we write: how we recognise our own files (and never
