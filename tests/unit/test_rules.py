@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from rootstrap import paths
+from rootstrap import paths, rules
+from rootstrap.errors import UsageError
 from rootstrap.linux import arch
 
 # --------------------------------------------------------------------------- host architecture
@@ -119,3 +121,219 @@ def test_paths(
     assert function(given) == (default if expected == "DEFAULT" else expected)
     if given:
         assert function(Path(given)) == given  # typer hands a Path
+
+
+# --------------------------------------------------------------------------- names
+
+# (name, why it is not an image name or None, why it is not a machine name or None): the
+# refusals say which rule broke. Image names are machine names, optionally led by one '.'.
+NAMES: list[tuple[str, str | None, str | None]] = [
+    ("a", None, None),
+    ("0", None, None),
+    ("A-Z", None, None),
+    ("debian-12", None, None),
+    ("web.example", None, None),
+    ("a--b", None, None),  # a double hyphen inside a label is fine (xn--...)
+    ("xn--bcher-kva.example", None, None),
+    ("x" * 64, None, None),
+    (".hidden", None, "starts with '.'"),
+    (".a-b.c", None, "starts with '.'"),
+    ("." + "x" * 63, None, "starts with '.'"),  # 64 characters with the dot
+    ("." + "x" * 64, "65 characters long, the limit is 64", "65 characters long"),
+    ("x" * 65, "65 characters long, the limit is 64", "65 characters long"),
+    ("", "it is empty", "it is empty"),
+    (".", "'.' and '..' are not names", "'.' and '..' are not names"),
+    ("..", "'.' and '..' are not names", "'.' and '..' are not names"),
+    ("..x", "an empty label", "starts with '.'"),
+    ("a/b", "contains '/'", "contains '/'"),
+    ("../etc", "contains '/'", "contains '/'"),
+    ("-rf", "a label starts or ends with '-'", "a label starts or ends with '-'"),
+    ("foo-", "a label starts or ends with '-'", "a label starts or ends with '-'"),
+    ("a.-b", "a label starts or ends with '-'", "a label starts or ends with '-'"),
+    ("a-.b", "a label starts or ends with '-'", "a label starts or ends with '-'"),
+    (".-a", "a label starts or ends with '-'", "starts with '.'"),
+    ("a..b", "an empty label", "an empty label"),
+    ("a.", "an empty label", "an empty label"),
+    (".a.", "an empty label", "starts with '.'"),
+    (".#x", "reserved for operations in progress", "reserved for operations in progress"),
+    (".#web.0a1b2c3d", "reserved for operations in progress", "reserved"),
+    (".host", "'.host' is reserved for the host", "'.host' is reserved for the host"),
+    ("my_img", "contains '_'", "contains '_'"),
+    ("a b", "contains ' '", "contains ' '"),
+    ("a:b", "contains ':'", "contains ':'"),
+    ("a\x01b", "a control character", "a control character"),
+    ("a\nb", "a control character", "a control character"),
+    ("é", "a non-ASCII character", "a non-ASCII character"),
+    ("web\u200b", "a non-ASCII character", "a non-ASCII character"),  # zero-width space
+]
+IMAGE_OK = [n for n, image, _ in NAMES if image is None]
+IMAGE_BAD = [(n, image) for n, image, _ in NAMES if image is not None]
+MACHINE_OK = [n for n, _, machine in NAMES if machine is None]
+MACHINE_BAD = [(n, machine) for n, _, machine in NAMES if machine is not None]
+
+
+@pytest.mark.hazard(67)
+@pytest.mark.parametrize(("name", "image", "machine"), NAMES)
+def test_names(name: str, image: str | None, machine: str | None) -> None:
+    assert rules.is_image_name(name) == (image is None)
+    assert rules.is_machine_name(name) == rules.is_hostname(name) == (machine is None)
+    if image is None:
+        assert rules.check_image_name(name) == name
+    else:
+        with pytest.raises(UsageError) as err:
+            rules.check_image_name(name)
+        assert err.value.message == f"not a valid image name: {rules.image_problem(name)}"
+        assert image in err.value.message
+        assert err.value.hint and "64 characters" in err.value.hint
+        assert err.value.exit_code == 2
+    if machine is None:
+        assert rules.check_machine_name(name) == name
+    else:
+        with pytest.raises(UsageError) as err:
+            rules.check_machine_name(name)
+        assert err.value.message.startswith("not a valid machine name: ")
+        assert machine in err.value.message
+        assert err.value.hint and "64 characters" in err.value.hint
+        assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", IMAGE_OK)
+def test_new_images_from_outside_cannot_start_hidden(name: str) -> None:
+    assert rules.is_hidden(name) == name.startswith(".")
+    if rules.is_hidden(name):
+        with pytest.raises(UsageError) as err:
+            rules.check_image_name(name, hidden=False)
+        assert "cannot start hidden" in err.value.message
+        assert (
+            err.value.hint
+            == f"create it as {name[1:]}, then 'rootstrap rename {name[1:]} {name}' hides it"
+        )
+    else:
+        assert rules.check_image_name(name, hidden=False) == name
+
+
+def test_subjects_show_what_a_terminal_would_hide() -> None:
+    for name, shown in (("a b", "a b"), ("", "''"), ("a\nb", "'a\\nb'"), (" a", "' a'")):
+        with pytest.raises(UsageError) as err:
+            rules.check_image_name(name)
+        assert err.value.subject == shown
+
+
+def test_hostname_option_names_itself() -> None:
+    with pytest.raises(UsageError) as err:
+        rules.check_machine_name("a_b", "hostname")
+    assert (
+        err.value.message
+        == "not a valid hostname: it contains '_'; only ASCII letters, digits, '-', '.' are allowed"
+    )
+    assert err.value.hint and err.value.hint.startswith("hostnames: ")
+
+
+# systemd's hostname_cleanup(): what a machine is called when -M does not name it.
+CLEANUP = [
+    ("web", "web"),
+    (".web", "web"),
+    (".a-b.c", "a-b.c"),
+    ("my_root", "myroot"),
+    ("Web_Server.01", "WebServer.01"),
+    ("a..b", "a.b"),
+    ("a-.b", "a-b"),
+    ("-a-", "a"),
+    ("a.", "a"),
+    ("a--", "a-"),  # one trailing character dropped, as systemd (then not a valid hostname)
+    ("x" * 70, "x" * 64),
+    ("é", ""),
+    ("...", ""),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize(("name", "cleaned"), CLEANUP)
+def test_hostname_cleanup(name: str, cleaned: str) -> None:
+    assert rules.hostname_cleanup(name) == cleaned
+    if rules.is_hostname(cleaned):
+        assert rules.machine_name_from(name) == cleaned
+    else:
+        with pytest.raises(UsageError) as err:
+            rules.machine_name_from(name)
+        assert err.value.hint == "name the machine with -M NAME"
+
+
+@pytest.mark.parametrize("name", IMAGE_OK)
+def test_every_image_has_a_machine_name(name: str) -> None:
+    assert rules.machine_name_from(name) == name.lstrip(".")
+
+
+# --------------------------------------------------------------------------- booleans
+
+TRUE = ["1", "yes", "y", "true", "t", "on", "YES", "Yes", "Y", "TRUE", "True", "T", "ON", "oN"]
+FALSE = ["0", "no", "n", "false", "f", "off", "NO", "No", "N", "FALSE", "F", "OFF", "Off"]
+NOT_BOOLEAN = [
+    "", "2", "-1", "00", "maybe", "yess", "ja", "enable", "o", "nope",
+    " yes", "yes ", "no\n", "ｙｅｓ", "ＯＮ",  # no stripping; ASCII case only
+]  # fmt: skip
+BOOLEANS = (
+    [(v, True) for v in TRUE] + [(v, False) for v in FALSE] + [(v, None) for v in NOT_BOOLEAN]
+)
+
+
+@pytest.mark.parametrize(("value", "expected"), BOOLEANS)
+def test_parse_boolean(value: str, expected: bool | None) -> None:
+    if expected is not None:
+        assert rules.parse_boolean(value) is expected
+        return
+    with pytest.raises(UsageError) as err:
+        rules.parse_boolean(value, "--no-new-privileges")
+    assert err.value.message == "expected a boolean for --no-new-privileges"
+    assert err.value.hint == rules.BOOLEAN_HINT
+    assert err.value.exit_code == 2
+
+
+# --------------------------------------------------------------------------- --private-users
+
+PRIVATE_USERS: list[tuple[str, object]] = [
+    *((v, None) for v in FALSE),
+    *((v, "pick") for v in TRUE),
+    ("pick", "pick"),
+    ("identity", (0, 65536)),
+    ("1000000", (1000000, 65536)),
+    ("1000000:65536", (1000000, 65536)),
+    ("0:65536", (0, 65536)),
+    ("100000:1", (100000, 1)),
+    ("4294901759", (4294901759, 65536)),  # the last range that ends at 4294967295
+    ("4294901760", "uid range out of bounds"),
+    ("65535", "uid range out of bounds"),  # the 16-bit nobody is no uid (parse_uid)
+    ("4294967295:1", "uid range out of bounds"),
+    ("5:0", "uid range out of bounds"),
+    ("Pick", "expected no, yes, pick, identity or UID[:COUNT]"),  # as nspawn: streq()
+    ("Identity", "expected no, yes, pick, identity or UID[:COUNT]"),
+    ("lots", "expected no, yes, pick, identity or UID[:COUNT]"),
+    ("1:", "expected no, yes, pick, identity or UID[:COUNT]"),
+    (":5", "expected no, yes, pick, identity or UID[:COUNT]"),
+    ("-1", "expected no, yes, pick, identity or UID[:COUNT]"),
+    ("1:2:3", "expected no, yes, pick, identity or UID[:COUNT]"),
+    (" 5", "expected no, yes, pick, identity or UID[:COUNT]"),
+    ("", "expected no, yes, pick, identity or UID[:COUNT]"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), PRIVATE_USERS)
+def test_parse_private_users(value: str, expected: object) -> None:
+    if isinstance(expected, str) and expected != "pick":
+        with pytest.raises(UsageError) as err:
+            rules.parse_private_users(value)
+        assert err.value.message == expected
+        assert err.value.exit_code == 2
+    else:
+        assert rules.parse_private_users(value) == expected
+
+
+def test_the_lean_path_can_afford_the_rules() -> None:
+    """rules and paths load nothing but themselves (no re, typing, typer, httpx or rich):
+    ``rootstrap run`` imports them on its start-up budget."""
+    code = (
+        "import sys, rootstrap.errors; before = set(sys.modules); "
+        "import rootstrap.rules, rootstrap.paths; print(sorted(set(sys.modules) - before))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['rootstrap.paths', 'rootstrap.rules']"

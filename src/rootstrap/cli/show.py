@@ -50,7 +50,9 @@ def effective(args: list[str], store: str) -> dict[str, object] | None:
     if boot:
         nnp = False  # runner/boot.py: as nspawn --boot, no_new_privs stays off
     else:
-        nnp = (ns.no_new_privileges or "yes").lower() in ("1", "yes", "y", "true", "t", "on")
+        from rootstrap.rules import parse_boolean
+
+        nnp = parse_boolean(ns.no_new_privileges or "yes", "--no-new-privileges")
     return {
         "Name": p.machine,
         "Image": p.root,

@@ -103,8 +103,10 @@ def _check_names(verb: str, names: list[str], store: str) -> None:
     must still be disableable, and its unit link is all that is left of it)."""
     from rootstrap.cli.lean import resolve_image
     from rootstrap.errors import ImageNotFound
+    from rootstrap.rules import check_machine_name
 
     for name in names:
+        check_machine_name(name)  # the unit's instance is the machine's name (machinectl's rule)
         try:
             resolve_image(store, name)
         except ImageNotFound:
