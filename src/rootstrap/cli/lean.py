@@ -225,6 +225,11 @@ def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
             "name an image or give -D DIR (not both)",
             hint=f"rootstrap {verb} (NAME | -D DIR)" + (" [--] CMD" if verb == "run" else ""),
         )
+    if ns.machine:  # an empty -M is no -M, as nspawn's
+        check_machine_name(ns.machine)
+    elif verb == "start" and name is not None:
+        # machinectl start: the image's name is the machine's (its unit, log and registry entry).
+        check_machine_name(name)
     if ns.directory is not None:
         root = os.path.realpath(ns.directory)
         if not os.path.isdir(root):
@@ -232,11 +237,6 @@ def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
     else:
         assert name is not None
         root = resolve_image(store, name)
-    if ns.machine is not None:
-        check_machine_name(ns.machine)
-    elif verb == "start" and name is not None:
-        # machinectl start: the image's name is the machine's (its unit, log and registry entry).
-        check_machine_name(name)
     # As nspawn: the image's or directory's name made a hostname (".web" runs as "web").
     machine = ns.machine or machine_name_from(name or os.path.basename(root) or "root")
     if verb in ("boot", "start"):
@@ -328,7 +328,9 @@ def _spec(ns: Options, root: str, machine: str, command: list[str], *, boot: boo
         private_network=ns.private_network,
         capabilities=None if keep is None else frozenset(keep),
         drop_capabilities=drop,
-        no_new_privileges=parse_boolean(ns.no_new_privileges or "yes", "--no-new-privileges"),
+        no_new_privileges=parse_boolean(
+            "yes" if ns.no_new_privileges is None else ns.no_new_privileges, "--no-new-privileges"
+        ),
         syscall_filter=ns.system_call_filter,
         private_users=_private_users(ns.private_users, machine),
         console=console,
