@@ -20,16 +20,16 @@ LEAN_VERBS = frozenset(
 )
 # list-images (issue 7: 0.2 s with 50 images) is also served without typer, by cli/listing.py.
 _LEAN_MODULES = {"list-images": "listing"}
-# Global options that take a value, so the verb can be found behind them.
-_VALUED = frozenset({"--store", "--cache-dir"})
 
 
 def _verb(argv: list[str]) -> str | None:
+    from rootstrap.paths import VALUED_GLOBALS  # the verb is found behind their values
+
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in _VALUED:
+        elif arg in VALUED_GLOBALS:
             skip = True
         elif not arg.startswith("-"):
             return arg

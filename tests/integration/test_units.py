@@ -20,6 +20,7 @@ import pytest
 
 from rootstrap.cli import units
 from rootstrap.machines import unitfile
+from rootstrap.paths import DEFAULT_STORE
 from tests.conftest import tree_digest
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -217,7 +218,7 @@ def test_default_store_needs_no_dropin(store: Path, root: Path) -> None:
     assert rootstrap("--store", str(store), "enable", "--root", str(root), "deb").returncode == 0
     dropin = units_dir / f"{unitfile.instance('deb')}.d" / unitfile.DROPIN
     assert dropin.exists()
-    units.enable(["deb"], unitfile.DEFAULT_STORE, root=str(root))  # images checked by main()
+    units.enable(["deb"], DEFAULT_STORE, root=str(root))  # images checked by main()
     assert not dropin.exists()
     assert not dropin.parent.exists()
     assert (units_dir / "machines.target.wants" / unitfile.instance("deb")).is_symlink()
@@ -335,7 +336,7 @@ def test_bad_names(store: Path, root: Path, verb: str, name: str) -> None:
     before = tree_digest(root)
     done = rootstrap("--store", str(store), verb, "--root", str(root), "--", name)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.splitlines()[0].endswith(": invalid image name")
+    assert ": not a valid machine name: " in done.stderr.splitlines()[0]
     assert "Traceback" not in done.stderr
     assert tree_digest(root) == before
 

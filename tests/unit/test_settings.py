@@ -155,7 +155,8 @@ def test_warnings_name_file_and_line(text: str, line: int, says: str) -> None:
         ("[Exec]\nCapability=CAP_FLY\n", 2, "unknown capability"),
         ("[Exec]\nWorkingDirectory=srv\n", 2, "absolute path"),
         ("[Exec]\nPrivateUsers=lots\n", 2, "UID[:COUNT]"),
-        ("[Exec]\nHostname=a b\n", 2, "invalid hostname"),
+        ("[Exec]\nHostname=a b\n", 2, "not a valid hostname"),
+        ("[Exec]\nHostname=-a\n", 2, "a label starts or ends with '-'"),
         ("[Exec]\nUser=a b\n", 2, "invalid user name"),
         ("[Network]\nBridge=averyverylongbridge\n", 2, "invalid interface name"),
         ("[Network]\nPort=http\n", 2, "HOSTPORT"),
@@ -339,7 +340,7 @@ def test_settle_modes(tmp_path: Path) -> None:
 
 def test_settle_refuses_a_machine_name_with_a_slash(tmp_path: Path) -> None:
     image, search = _setup(tmp_path, "[Exec]\nEnvironment=F=1\n", beside=False)
-    with pytest.raises(UsageError, match="invalid machine name"):
+    with pytest.raises(UsageError, match="not a valid machine name"):
         settle(Options(), "../etc/m", image, search)
 
 

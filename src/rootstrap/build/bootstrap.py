@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from rootstrap.errors import (
     UsageError,
 )
 from rootstrap.linux import interrupts
+from rootstrap.linux.arch import host_arch
 
 if TYPE_CHECKING:
     from rootstrap.archive import Archive
@@ -129,13 +129,6 @@ class Context:
         return self.root
 
 
-def host_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "armv7l": "armhf"}.get(
-        machine, machine
-    )
-
-
 # --------------------------------------------------------------------------- the phases
 
 
@@ -159,7 +152,7 @@ def check(ctx: Context) -> None:
             raise UsageError("an image name is needed", hint="rootstrap bootstrap SUITE NAME")
         # Validates the name and fails on an existing one now, before any download; the
         # name lock it takes is dropped here and taken again by the extract phase.
-        Store(ctx.store).create(opts.name).discard()
+        Store(ctx.store).create(opts.name, hidden=False).discard()
     elif opts.target is not None and opts.target.exists() and any(opts.target.iterdir()):
         raise UsageError(
             "target directory is not empty", subject=str(opts.target), hint="choose a new path"
@@ -297,7 +290,7 @@ def _new_root(ctx: Context) -> Path:
     from rootstrap.store import Store
 
     assert opts.name is not None
-    new = Store(ctx.store).create(opts.name)
+    new = Store(ctx.store).create(opts.name, hidden=False)
     ctx.new_image = new
     # Unpublished at exit (an error, a signal): the hidden tree goes, the name is released.
     ctx.on_exit(lambda: new.__exit__(None, None, None))

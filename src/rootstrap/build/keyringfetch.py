@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from rootstrap.archive.keyrings import ANCHOR_SUITE, cached_keyring, find_keyring
 from rootstrap.errors import DebError, KeyringError
+from rootstrap.linux.arch import host_arch
 
 if TYPE_CHECKING:
     from rootstrap.archive.http import Http
@@ -66,7 +67,7 @@ def fetch_keyring(
     if debian.distribution != "debian":
         raise KeyringError(f"{anchor} is not a Debian suite", subject=anchor)
     trust = find_keyring(debian, anchor_keyrings)
-    arch = arch or _host_arch()
+    arch = arch or host_arch()
     chosen = recipes.choose_mirrors(debian, arch, list(mirrors))
     own_http = http is None
     client = http if http is not None else Http()
@@ -157,12 +158,3 @@ def _install(data: bytes, dest: Path, *, subject: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _host_arch() -> str:
-    import platform
-
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "armv7l": "armhf"}.get(
-        machine, machine
-    )

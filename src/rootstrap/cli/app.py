@@ -6,7 +6,6 @@ global options. Errors are printed by :func:`rootstrap.cli.report`, shared with 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import typer
 # typer bundles its own click (0.29), whose exceptions are not the click package's.
 from typer._click.exceptions import ClickException
 
+from rootstrap import paths
 from rootstrap.cli import report
 from rootstrap.errors import RootstrapError
 
@@ -25,8 +25,8 @@ from rootstrap.errors import RootstrapError
 class Settings:
     """The global options, shared by every verb of one invocation."""
 
-    store: Path = Path("/var/lib/machines")
-    cache_dir: Path = Path("/var/cache/rootstrap")
+    store: Path = Path(paths.DEFAULT_STORE)
+    cache_dir: Path = Path(paths.DEFAULT_CACHE)
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
     debug: bool = False
 
@@ -44,10 +44,6 @@ app = typer.Typer(
 )
 
 
-def env_path(var: str, default: str) -> Path:
-    return Path(os.environ.get(var) or default)
-
-
 @app.callback()
 def _global(
     store: Annotated[
@@ -60,8 +56,8 @@ def _global(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More detail")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and debug logs")] = False,
 ) -> None:
-    settings.store = store or env_path("ROOTSTRAP_STORE", "/var/lib/machines")
-    settings.cache_dir = cache_dir or env_path("ROOTSTRAP_CACHE", "/var/cache/rootstrap")
+    settings.store = Path(paths.store_dir(store))
+    settings.cache_dir = Path(paths.cache_dir(cache_dir))
     settings.verbosity = -1 if quiet else 1 if verbose or debug else 0
     settings.debug = debug
     setup_logging(settings.verbosity, debug)

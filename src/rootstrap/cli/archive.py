@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import shutil
-import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,40 +13,6 @@ if TYPE_CHECKING:
     from rootstrap.archive import Archive
     from rootstrap.archive.packages import Package
     from rootstrap.archive.release import Release
-
-_UNAME_TO_DEBIAN = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "i386": "i386",
-    "i686": "i386",
-    "armv7l": "armhf",
-    "ppc64le": "ppc64el",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-    "mips64": "mips64el",
-    "loongarch64": "loong64",
-}
-
-
-def host_architecture() -> str:
-    """The host's Debian architecture: ``dpkg --print-architecture``, else uname's mapping."""
-    dpkg = shutil.which("dpkg")
-    if dpkg:
-        try:
-            done = subprocess.run(
-                [dpkg, "--print-architecture"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-                check=False,
-            )
-            if done.returncode == 0 and done.stdout.strip():
-                return done.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    machine = platform.machine()
-    return _UNAME_TO_DEBIAN.get(machine, machine)
 
 
 def _when(value: datetime | None) -> str:
@@ -155,13 +117,14 @@ def register(app: typer.Typer) -> None:
         from rootstrap.archive.keyrings import find_keyring
         from rootstrap.archive.signature import load_keyring
         from rootstrap.cli.app import settings
+        from rootstrap.linux.arch import host_arch
 
         recipe = recipes.load(suite)
         # The keyring first: without one nothing can be verified, whichever the mirror.
         paths = find_keyring(
             recipe, keyring or (), cache_dir=settings.cache_dir, required=not insecure
         )
-        arch = arch or host_architecture()
+        arch = arch or host_arch()
         mirrors = recipes.choose_mirrors(recipe, arch, list(mirror or []))
         policy = ReleasePolicy(
             insecure=insecure,

@@ -21,9 +21,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing image")]
 ReadOnlyOpt = Annotated[bool, typer.Option("--read-only", help="Mark the new image read-only")]
 
-_TRUE = {"1", "yes", "y", "true", "t", "on"}
-_FALSE = {"0", "no", "n", "false", "f", "off"}
-
 
 def _store() -> Store:
     from rootstrap.store import Store
@@ -119,24 +116,14 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="NAME...")]) -> No
         store.remove(name)
 
 
-def parse_bool(text: str) -> bool:
-    """systemd's parse_boolean: yes/no, true/false, on/off, 1/0."""
-    low = text.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise UsageError(
-        "not a boolean", subject=repr(text), hint="use yes/no, true/false, on/off or 1/0"
-    )
-
-
 def read_only(
     name: str,
     value: Annotated[str, typer.Argument(metavar="[BOOL]", help="Default: yes")] = "yes",
 ) -> None:
     """Mark image NAME read-only (or writable with BOOL=no)."""
-    _store().set_read_only(name, parse_bool(value))
+    from rootstrap.rules import parse_boolean
+
+    _store().set_read_only(name, parse_boolean(value))
 
 
 def import_tar(

@@ -19,27 +19,18 @@ import sys
 from rootstrap.cli import report
 from rootstrap.errors import ImageNotFound, RootstrapError, UsageError
 from rootstrap.machines.settings import GROUP, Options, parse_bind, settle
+from rootstrap.paths import VALUED_GLOBALS, store_dir
+from rootstrap.rules import (
+    check_image_name,
+    check_machine_name,
+    machine_name_from,
+    parse_boolean,
+    parse_private_users,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootstrap.runner import RunSpec
-
-DEFAULT_STORE = "/var/lib/machines"
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
-def _valid_name(name: str) -> bool:
-    """machinectl's rule for image names: [A-Za-z0-9._-], 1-64 long, no leading dot/dash."""
-    return (
-        0 < len(name) <= 64
-        and name[0] not in ".-"
-        and ".." not in name
-        and all(c in _NAME_CHARS for c in name)
-    )
-
-
-_GLOBAL_VALUED = frozenset({"--store", "--cache-dir"})
-
 
 # name -> (key, kind): "value" takes an argument, "list" may repeat, "flag" takes none.
 _RUN_OPTIONS: dict[str, tuple[str, str]] = {
@@ -162,10 +153,7 @@ def resolve_image(store: str, name: str) -> str:
 
     (The image store module will take this over; keep the contract: returns a path, raises
     UsageError for an invalid name and ImageNotFound for a missing image.)"""
-    if not _valid_name(name):
-        raise UsageError(
-            "invalid image name", subject=name, hint="names are [A-Za-z0-9._-], 1-64 long"
-        )
+    check_image_name(name)
     path = os.path.join(store, name)
     if not os.path.lexists(path):
         raise ImageNotFound(
@@ -204,32 +192,12 @@ def split_words(args: list[str], *, names: bool = False) -> tuple[list[str], lis
     return options, found, []
 
 
-def _bool(value: str, option: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "yes", "y", "true", "on"):
-        return True
-    if lowered in ("0", "no", "n", "false", "off"):
-        return False
-    raise UsageError(f"{option} takes yes or no", subject=value)
-
-
 def _private_users(value: str, machine: str) -> tuple[int, int] | None:
-    from rootstrap.runner import pick_uid_range
+    parsed = parse_private_users(value)
+    if parsed == "pick":
+        from rootstrap.runner import pick_uid_range
 
-    lowered = value.lower()
-    if lowered in ("no", "false", "0", "off"):
-        return None
-    if lowered in ("yes", "pick", "true", "on", "1"):
         return pick_uid_range(machine)
-    if lowered == "identity":
-        return (0, 0x10000)
-    base, _, count = value.partition(":")
-    try:
-        parsed = (int(base), int(count) if count else 0x10000)
-    except ValueError:
-        raise UsageError("expected no, yes, pick, identity or UID[:COUNT]", subject=value) from None
-    if parsed[0] < 0 or parsed[1] <= 0 or parsed[0] + parsed[1] > 1 << 32:
-        raise UsageError("uid range out of bounds", subject=value)
     return parsed
 
 
@@ -259,6 +227,11 @@ def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
             "name an image or give -D DIR (not both)",
             hint=f"rootstrap {verb} (NAME | -D DIR)" + (" [--] CMD" if verb == "run" else ""),
         )
+    if ns.machine:  # an empty -M is no -M, as nspawn's
+        check_machine_name(ns.machine)
+    elif verb == "start" and name is not None:
+        # machinectl start: the image's name is the machine's (its unit, log and registry entry).
+        check_machine_name(name)
     if ns.directory is not None:
         root = os.path.realpath(ns.directory)
         if not os.path.isdir(root):
@@ -266,7 +239,8 @@ def prepare(args: list[str], store: str, verb: str) -> Prepared | None:
     else:
         assert name is not None
         root = resolve_image(store, name)
-    machine = ns.machine or name or os.path.basename(root) or "root"
+    # As nspawn: the image's or directory's name made a hostname (".web" runs as "web").
+    machine = ns.machine or machine_name_from(name or os.path.basename(root) or "root")
     if verb in ("boot", "start"):
         ns.boot = True
     if command:
@@ -344,7 +318,7 @@ def _spec(ns: Options, root: str, machine: str, command: list[str], *, boot: boo
         root=root,
         argv=command,
         env=env,
-        hostname=ns.hostname or machine,
+        hostname=check_machine_name(ns.hostname, "hostname") if ns.hostname else machine,
         binds=[Bind(s, t, readonly=ro, recursive=rec) for s, t, ro, rec in binds],
         tmpfs=ns.tmpfs,
         cwd=ns.chdir,
@@ -356,7 +330,9 @@ def _spec(ns: Options, root: str, machine: str, command: list[str], *, boot: boo
         private_network=ns.private_network,
         capabilities=None if keep is None else frozenset(keep),
         drop_capabilities=drop,
-        no_new_privileges=_bool(ns.no_new_privileges or "yes", "--no-new-privileges"),
+        no_new_privileges=parse_boolean(
+            "yes" if ns.no_new_privileges is None else ns.no_new_privileges, "--no-new-privileges"
+        ),
         syscall_filter=ns.system_call_filter,
         private_users=_private_users(ns.private_users, machine),
         console=console,
@@ -422,8 +398,6 @@ def _plan(p: Prepared, verb: str) -> BootPlan:
             f"--user and --as-pid2 do not apply to {verb}"
             + (" (booting: the settings file says Boot=yes)" if verb == "run" else "")
         )
-    if not _valid_name(p.machine):
-        raise UsageError("invalid machine name", subject=p.machine, hint="-M NAME: [A-Za-z0-9._-]")
     spec = _spec(ns, p.root, p.machine, ["/sbin/init"], boot=True)
     return BootPlan(spec, p.machine, ns.parameters, ns.network_veth, ns.network_bridge)
 
@@ -448,18 +422,18 @@ def boot_main(args: list[str], store: str) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry for the lean verbs; the error boundary of this path."""
-    store = os.environ.get("ROOTSTRAP_STORE") or DEFAULT_STORE
+    store = store_dir()
     debug = False
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         arg = argv[i]
         key, eq, value = arg.partition("=")
-        if key in _GLOBAL_VALUED:
+        if key in VALUED_GLOBALS:
             if not eq:
                 i += 1
                 value = argv[i] if i < len(argv) else ""
             if key == "--store":
-                store = value
+                store = store_dir(value)
         elif arg == "--debug":
             debug = True
         elif arg in ("-h", "--help"):

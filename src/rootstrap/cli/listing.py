@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -103,11 +102,11 @@ def lean_main(argv: list[str]) -> int:
     parser.add_argument("-a", "--all", action="store_true", help="Show hidden images too")
     parser.add_argument("--json", action="store_true", help="Machine-readable output")
     args = parser.parse_args(argv)
-    store_dir = args.store or Path(os.environ.get("ROOTSTRAP_STORE") or "/var/lib/machines")
     try:
+        from rootstrap.paths import store_dir
         from rootstrap.store import Store
 
-        print(render_images(Store(store_dir).images(all=args.all), args.json))
+        print(render_images(Store(Path(store_dir(args.store))).images(all=args.all), args.json))
     except RootstrapError as exc:
         return report(exc, args.debug)
     except KeyboardInterrupt:

@@ -79,8 +79,8 @@ def register(app: typer.Typer) -> None:
         from rootstrap import recipes
         from rootstrap.archive import open_archive
         from rootstrap.archive.http import Http
-        from rootstrap.build.bootstrap import host_arch
         from rootstrap.cli.app import settings
+        from rootstrap.linux.arch import host_arch
         from rootstrap.resolve import resolve, split_names
 
         recipe = recipes.load(suite)

@@ -343,11 +343,11 @@ def _running(m: Machine, lines: int) -> dict[str, object]:
 
 
 def _stopped(name: str, store: str, lines: int) -> dict[str, object] | None:
-    from rootstrap.cli.lean import _valid_name
+    from rootstrap.rules import is_machine_name
 
     root = os.path.join(store, name)
     log = log_path(name)
-    if not (_valid_name(name) and (os.path.lexists(root) or os.path.exists(log))):
+    if not (is_machine_name(name) and (os.path.lexists(root) or os.path.exists(log))):
         return None
     return {
         "name": name,

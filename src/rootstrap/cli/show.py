@@ -36,12 +36,14 @@ def effective(args: list[str], store: str) -> dict[str, object] | None:
     for a bad option, a missing image or a malformed settings file. Cost: a few stat(2), the
     settings file's parse, one registry read."""
     from rootstrap.cli.lean import _immutable, prepare
+    from rootstrap.rules import parse_boolean, parse_private_users
     from rootstrap.runner import registry
 
     p = prepare(args, store, "show")
     if p is None:
         return None
     ns = p.ns
+    parse_private_users(ns.private_users)  # refused here as run refuses it
     boot = bool(ns.boot)
     try:
         state = "running" if registry.lookup(p.machine) is not None else "stopped"
@@ -50,7 +52,8 @@ def effective(args: list[str], store: str) -> dict[str, object] | None:
     if boot:
         nnp = False  # runner/boot.py: as nspawn --boot, no_new_privs stays off
     else:
-        nnp = (ns.no_new_privileges or "yes").lower() in ("1", "yes", "y", "true", "t", "on")
+        given = ns.no_new_privileges
+        nnp = parse_boolean("yes" if given is None else given, "--no-new-privileges")
     return {
         "Name": p.machine,
         "Image": p.root,

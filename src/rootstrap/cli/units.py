@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from rootstrap.errors import RootstrapError, UsageError
 from rootstrap.machines import unitfile
+from rootstrap.paths import DEFAULT_STORE
 
 USAGE = """usage: rootstrap enable [--now] [--root DIR] NAME...
        rootstrap disable [--now] [--root DIR] NAME...
@@ -102,8 +103,10 @@ def _check_names(verb: str, names: list[str], store: str) -> None:
     must still be disableable, and its unit link is all that is left of it)."""
     from rootstrap.cli.lean import resolve_image
     from rootstrap.errors import ImageNotFound
+    from rootstrap.rules import check_machine_name
 
     for name in names:
+        check_machine_name(name)  # the unit's instance is the machine's name (machinectl's rule)
         try:
             resolve_image(store, name)
         except ImageNotFound:
@@ -283,7 +286,7 @@ class _Files:
 
 def _not_booted(verb: str, names: list[str], store: str, command: list[str]) -> None:
     listed = " ".join(names)
-    me = "rootstrap" if store == unitfile.DEFAULT_STORE else f"rootstrap --store {store}"
+    me = "rootstrap" if store == DEFAULT_STORE else f"rootstrap --store {store}"
     if verb == "enable":
         sys.stdout.write(unitfile.render(command, store))
         sys.stdout.flush()
@@ -336,7 +339,7 @@ def enable(names: Sequence[str], store: str, *, root: str | None = None, now: bo
         files.write(os.path.join(unit_dir, unitfile.TEMPLATE), unitfile.render(command))
         for unit in units:
             dropin = os.path.join(unit_dir, f"{unit}.d", unitfile.DROPIN)
-            if os.path.normpath(store) == unitfile.DEFAULT_STORE:
+            if os.path.normpath(store) == DEFAULT_STORE:
                 files.remove(dropin)
             else:
                 files.write(dropin, unitfile.render_dropin(store, command))

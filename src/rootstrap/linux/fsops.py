@@ -70,10 +70,11 @@ def is_enospc(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-# --- Inode flags, btrfs subvolumes, statx birth time, in-root open, mounts (store additions) ---
+# --- Inode flags, btrfs subvolumes, statx birth time, mounts (store additions) ---
 #
-# Python has no wrappers for these; the numbers come from <linux/fs.h>, <linux/btrfs.h>,
-# <linux/stat.h> and <linux/openat2.h> (stable kernel ABI, same on x86_64 and arm64).
+# Python has no wrappers for these; the numbers come from <linux/fs.h>, <linux/btrfs.h> and
+# <linux/stat.h> (stable kernel ABI, same on x86_64 and arm64). Opening a path inside an image:
+# rootstrap.linux.inroot.open_in_root.
 
 
 def _ioc(direction: int, kind: int, nr: int, size: int) -> int:
@@ -98,10 +99,6 @@ BTRFS_SUBVOL_RDONLY = 1 << 1
 
 _libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
-_libc.syscall.restype = ctypes.c_long
-_NR_OPENAT2 = 437  # the same on every architecture (added after the syscall tables were unified)
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
 
 
 def _raise_errno(what: str) -> None:
@@ -197,19 +194,6 @@ def birth_time(fd: int) -> float | None:
     sec = int.from_bytes(buf.raw[80:88], "little", signed=True)
     nsec = int.from_bytes(buf.raw[88:92], "little")
     return sec + nsec / 1e9
-
-
-def open_in_root(root_fd: int, path: str, flags: int = os.O_RDONLY) -> int:
-    """open PATH beneath ROOT_FD, resolving every symlink and '..' as if ROOT_FD were '/'.
-
-    openat2(RESOLVE_IN_ROOT), Linux >= 5.6: an image's ``/etc/os-release -> ../usr/lib/...``
-    resolves inside the image, never onto the host."""
-    how = (flags | os.O_CLOEXEC).to_bytes(8, "little") + bytes(8)
-    how += (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS).to_bytes(8, "little")
-    fd = _libc.syscall(_NR_OPENAT2, root_fd, os.fsencode(path), how, len(how))
-    if fd < 0:
-        _raise_errno(path)
-    return int(fd)
 
 
 def _unescape_mountinfo(field: str) -> str:

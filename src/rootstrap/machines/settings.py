@@ -19,10 +19,10 @@ was checked against systemd-nspawn 252 on this machine (tests/ns/test_settings_n
   Environment=; one ``--bind``, ``--bind-ro`` or ``--tmpfs`` drops all of its mounts);
   ``--settings=override`` turns that round.
 
-Standard library and rootstrap.errors only at import (rootstrap.runner.caps is loaded to check
-a file's Capability= names, when it has some): this module is on ``rootstrap run``'s start-up
-path. Measured here: ~0.4 ms to import, ~0.08 ms for ``settle`` with no settings file (three
-stat(2) calls).
+Standard library, rootstrap.errors and rootstrap.rules only at import (rootstrap.runner.caps is
+loaded to check a file's Capability= names, when it has some): this module is on
+``rootstrap run``'s start-up path. Measured here: ~0.4 ms to import, ~0.08 ms for ``settle`` with
+no settings file (three stat(2) calls).
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from __future__ import annotations
 import os
 
 from rootstrap.errors import UsageError
+from rootstrap.rules import check_machine_name, parse_boolean, parse_private_users
 
 SEARCH = ("/etc/systemd/nspawn", "/run/systemd/nspawn")
 MODES = ("yes", "no", "trusted", "override")
-
-_TRUE = ("1", "yes", "y", "true", "t", "on")
-_FALSE = ("0", "no", "n", "false", "f", "off")
 
 
 class Options:
@@ -212,16 +210,6 @@ def split_words(value: str) -> list[str]:
     return words
 
 
-def parse_bool(value: str) -> bool:
-    """systemd's parse_boolean(); ValueError otherwise."""
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"expected a boolean (yes or no), not {value!r}")
-
-
 def parse_bind(value: str, readonly: bool) -> tuple[str, str, bool, bool]:
     """nspawn's ``--bind``/``Bind=`` ``SRC[:DST[:OPTS]]`` to (source, target, readonly,
     recursive). UsageError (subject VALUE) for what the runner cannot do."""
@@ -246,17 +234,6 @@ def parse_bind(value: str, readonly: bool) -> tuple[str, str, bool, bool]:
     return source, target, readonly, recursive
 
 
-def check_private_users(value: str) -> None:
-    """ValueError unless VALUE is nspawn's no|yes|pick|identity|UID[:COUNT]."""
-    if value.lower() in (*_TRUE, *_FALSE, "pick", "identity"):
-        return
-    base, _, count = value.partition(":")
-    if not base.isdigit() or (count and not count.isdigit()):
-        raise ValueError("expected no, yes, pick, identity or UID[:COUNT]")
-    if int(base) + (int(count) if count else 0x10000) > 1 << 32 or count == "0":
-        raise ValueError("uid range out of bounds")
-
-
 def _check_port(value: str) -> None:
     """nspawn's ``--port=[PROTOCOL:]HOSTPORT[:CONTAINERPORT]`` (PROTOCOL tcp or udp)."""
     parts = value.split(":")
@@ -264,15 +241,6 @@ def _check_port(value: str) -> None:
         parts = parts[1:]
     if not 1 <= len(parts) <= 2 or not all(p.isdigit() and 0 < int(p) < 65536 for p in parts):
         raise ValueError("expected [tcp|udp:]HOSTPORT[:CONTAINERPORT]")
-
-
-def _valid_hostname(value: str) -> bool:
-    # hostname_is_valid(): 1-64 bytes of [A-Za-z0-9.-], no empty label.
-    return (
-        0 < len(value) <= 64
-        and all(c.isascii() and (c.isalnum() or c in "-.") for c in value)
-        and "" not in value.split(".")
-    )
 
 
 def _valid_ifname(value: str) -> bool:
@@ -384,7 +352,7 @@ def _assign(s: Settings, key: str, value: str, line: int) -> None:
     if key in ("Boot", "Parameters"):
         s.lines["start"] = line
         if key == "Boot":
-            s.boot = None if empty else parse_bool(value)
+            s.boot = None if empty else parse_boolean(value)
         else:
             s.parameters = None if empty else split_words(value)
     elif key == "Environment":
@@ -410,8 +378,8 @@ def _assign(s: Settings, key: str, value: str, line: int) -> None:
         s.working_directory = value or None
     elif key == "Hostname":
         s.lines["hostname"] = line
-        if not empty and not _valid_hostname(value):
-            raise ValueError(f"invalid hostname {value!r}")
+        if not empty:
+            check_machine_name(value, "hostname")  # nspawn: hostname_is_valid(value, 0)
         s.hostname = value or None
     elif key == "SystemCallFilter":
         s.lines.setdefault("syscall_filter", line)
@@ -429,18 +397,18 @@ def _assign(s: Settings, key: str, value: str, line: int) -> None:
             s.drop_capability = [] if empty else [*s.drop_capability, *names]
     elif key == "NoNewPrivileges":
         s.lines["no_new_privileges"] = line
-        s.no_new_privileges = None if empty else parse_bool(value)
+        s.no_new_privileges = None if empty else parse_boolean(value)
     elif key == "PrivateUsers":
         s.lines["private_users"] = line
         if not empty:
-            check_private_users(value)
+            parse_private_users(value)
         s.private_users = value or None
     elif key == "Ephemeral":
         s.lines["ephemeral"] = line
-        s.ephemeral = None if empty else parse_bool(value)
+        s.ephemeral = None if empty else parse_boolean(value)
     elif key == "ReadOnly":
         s.lines["read_only"] = line
-        s.read_only = None if empty else parse_bool(value)
+        s.read_only = None if empty else parse_boolean(value)
     elif key in ("Bind", "BindReadOnly", "TemporaryFileSystem"):
         s.lines.setdefault("mounts", line)
         if empty:
@@ -466,9 +434,9 @@ def _assign(s: Settings, key: str, value: str, line: int) -> None:
                 raise ValueError(f"invalid interface name {value!r}")
             s.bridge = value or None
         elif key == "Private":
-            s.private_network = None if empty else parse_bool(value)
+            s.private_network = None if empty else parse_boolean(value)
         else:
-            s.virtual_ethernet = None if empty else parse_bool(value)
+            s.virtual_ethernet = None if empty else parse_boolean(value)
 
 
 def settle(
@@ -480,17 +448,16 @@ def settle(
     mode = opts.settings.lower()
     if mode not in MODES:
         try:
-            mode = "yes" if parse_bool(mode) else "no"
-        except ValueError:
+            mode = "yes" if parse_boolean(mode) else "no"
+        except UsageError:
             raise UsageError(
                 "--settings takes yes, no, trusted or override", subject=opts.settings
             ) from None
     if mode == "no":
         return
-    if "/" in machine or machine in ("", ".", ".."):
-        # The file name is MACHINE.nspawn: a path here would read a file from elsewhere as
-        # trusted (nspawn refuses such -M names outright).
-        raise UsageError("invalid machine name", subject=machine, hint="-M NAME: [A-Za-z0-9._-]")
+    # The file name is MACHINE.nspawn: a path here would read a file from elsewhere as
+    # trusted (nspawn refuses such -M names outright).
+    check_machine_name(machine)
     found = find(machine, image, search)
     if found is None:
         return

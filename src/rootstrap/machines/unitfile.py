@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from rootstrap.errors import UsageError
+from rootstrap.paths import DEFAULT_STORE
 
-DEFAULT_STORE = "/var/lib/machines"
 TEMPLATE = "rootstrap@.service"
 DROPIN = "50-rootstrap-store.conf"
 # The first line of every file we write: how we recognise our own files (and never
@@ -76,7 +76,8 @@ def exec_start(store: str, command: Sequence[str]) -> str:
     words = [quote(word) for word in command]
     if os.path.normpath(store) != DEFAULT_STORE:
         words += ["--store", quote(store)]
-    # %i is the raw instance name (image names are [A-Za-z0-9._-], nothing to unescape).
+    # %i is the raw instance name (a machine name, rootstrap.rules: [A-Za-z0-9.-], nothing to
+    # unescape).
     return " ".join([*words, "boot", "--console=service", "%i"])
 
 

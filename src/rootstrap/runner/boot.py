@@ -20,7 +20,7 @@ times within a second on an interactive console kills it at once (nspawn's hotke
 inside the machine (init killed by SIGHUP in its pid namespace, reboot(2)) boots it again.
 
 While it runs the machine is in the registry (runner/registry.py), so ``list``, ``shell``,
-``poweroff`` and friends find it. Standard library only.
+``poweroff`` and friends find it. Standard library and rootstrap.linux only.
 """
 
 from __future__ import annotations
@@ -58,43 +58,24 @@ def _parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def _read_in_root(root: str, path: str, hops: int = 16) -> bytes | None:
-    """Read PATH inside ROOT, resolving symlinks as the machine would (an absolute target
-    means ROOT/target, ``..`` stops at ROOT), so a host file is never read. None when
-    missing. (Lexical and lstat-based: the image is not being changed while we read it.)"""
+def _read_in_root(root: str, path: str) -> bytes | None:
+    """Read PATH inside ROOT as the machine would see it (rootstrap.linux.inroot: an absolute
+    link means ROOT/target, ``..`` stops at ROOT), so a host file is never read. None when
+    missing or not a regular file."""
     import stat
 
-    todo = [p for p in path.split("/") if p]
-    done: list[str] = []
-    while todo:
-        name = todo.pop(0)
-        if name == ".":
-            continue
-        if name == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, name)
-        try:
-            st = os.lstat(here)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            hops -= 1
-            if hops < 0:
-                return None
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p] + todo
-            continue
-        if todo and not stat.S_ISDIR(st.st_mode):
-            return None
-        done.append(name)
+    from rootstrap.linux.inroot import open_in_root
+
     try:
-        fd = os.open(os.path.join(root, *done), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        fd = open_in_root(root_fd, path, os.O_RDONLY | os.O_NONBLOCK)  # never block on a fifo
+    except OSError:
+        return None
+    finally:
+        os.close(root_fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None

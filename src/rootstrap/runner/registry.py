@@ -4,7 +4,8 @@ A tmpfs path (gone at reboot, like systemd-machined's state), written by the ``b
 started the machine and removed by it when the machine exits. An entry whose leader died
 without removing it (rootstrap SIGKILLed) is stale: the leader PID is gone, or reused by
 another process, which the process start time (/proc/PID/stat field 22) tells apart. Stale
-entries are dropped wherever they are read. Standard library only.
+entries are dropped wherever they are read. Standard library, rootstrap.errors and rootstrap.rules
+(the machine-name rule) only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from rootstrap.errors import RunnerError
+from rootstrap.rules import check_machine_name, is_machine_name
 
 TYPE_CHECKING = False  # typing and json cost ~5 ms on boot's path before the init starts
 if TYPE_CHECKING:
@@ -58,9 +60,8 @@ class Machine:
 
 
 def _path(name: str, root: str) -> str:
-    if not name or "/" in name or name.startswith("."):
-        raise RunnerError("invalid machine name", subject=name)
-    return os.path.join(root, name)
+    """The entry of machine NAME; UsageError for a name that is not one (rootstrap.rules)."""
+    return os.path.join(root, check_machine_name(name))
 
 
 def register(fields: Mapping[str, Any], root: str = ROOT) -> Machine:
@@ -154,7 +155,7 @@ def lookup(name: str, root: str = ROOT) -> Machine | None:
 def machines(root: str = ROOT) -> Iterator[Machine]:
     """The live machines, by name; stale entries are dropped on the way."""
     try:
-        names = sorted(n for n in os.listdir(root) if not n.startswith("."))
+        names = sorted(n for n in os.listdir(root) if is_machine_name(n))  # no .#NAME.PID
     except FileNotFoundError:
         return
     for name in names:

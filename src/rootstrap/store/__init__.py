@@ -15,7 +15,7 @@ Public API (everything else in this package is private)::
     store.clean(hidden=False) -> list[str]
 
     # building a new image (the bootstrap):
-    with store.create(name) as new:         # name lock; ImageExists/ImageBusy/UsageError
+    with store.create(name, hidden=False) as new:   # name lock; ImageExists/ImageBusy/UsageError
         new.make_dir()                       # hidden .#NAME.xxxx, a subvolume on btrfs
         ... fill new.path ...
         new.publish(origin={...})            # syncfs, fsync, no-replace rename, origin xattr
@@ -24,12 +24,13 @@ Public API (everything else in this package is private)::
 
     write_origin(path, info) / read_origin(path)     # user.rootstrap.origin xattr (JSON)
     read_os_release(root) -> dict[str, str]          # resolved inside ROOT
-    validate_name(name) -> name                      # machinectl's rules; UsageError
+
+Names are checked by rootstrap.rules (image names; imports and the bootstrap may not make a
+hidden one, clone and rename may).
 """
 
 from rootstrap.store.image import Image, ImageType
 from rootstrap.store.meta import read_origin, read_os_release, write_origin
-from rootstrap.store.names import is_hidden, validate_name
 from rootstrap.store.pool import NewImage, Store
 
 __all__ = [
@@ -37,9 +38,7 @@ __all__ = [
     "ImageType",
     "NewImage",
     "Store",
-    "is_hidden",
     "read_origin",
     "read_os_release",
-    "validate_name",
     "write_origin",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rootstrap.errors import StoreError
-from rootstrap.linux import fsops
+from rootstrap.linux.inroot import open_in_root
 
 ORIGIN_XATTR = "user.rootstrap.origin"
 _OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
@@ -71,7 +71,8 @@ def parse_os_release(text: str) -> dict[str, str]:
 def read_os_release(root: Path) -> dict[str, str]:
     """The image's os-release, resolved inside ROOT (etc/os-release is usually a symlink to
     ../usr/lib/os-release; an absolute or escaping link must not reach the host). Empty dict
-    when the image has none. Cost: two openat2 calls and one read of at most 64 KiB."""
+    when the image has none (rootstrap.linux.inroot). Cost: two openat2 calls and one read of at
+    most 64 KiB."""
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -79,7 +80,7 @@ def read_os_release(root: Path) -> dict[str, str]:
     try:
         for rel in _OS_RELEASE:
             try:
-                fd = fsops.open_in_root(root_fd, rel, os.O_RDONLY | os.O_NONBLOCK)
+                fd = open_in_root(root_fd, rel, os.O_RDONLY | os.O_NONBLOCK)
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
                     continue

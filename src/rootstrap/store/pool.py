@@ -35,6 +35,7 @@ from rootstrap.errors import (
 )
 from rootstrap.linux import fsops
 from rootstrap.linux.locks import ImageLock, lock_image, lock_name
+from rootstrap.rules import TEMP_PREFIX, check_image_name, is_hidden, is_image_name
 from rootstrap.store._tool import run_tool
 from rootstrap.store.image import (
     UNSUPPORTED,
@@ -45,7 +46,6 @@ from rootstrap.store.image import (
     set_dir_read_only,
 )
 from rootstrap.store.meta import write_origin
-from rootstrap.store.names import TEMP_PREFIX, is_hidden, validate_name
 from rootstrap.store.usage import CACHE_NAME, UsageCache
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ class Store:
 
     def path(self, name: str) -> Path:
         """The path of the existing image NAME; UsageError for a bad name, else ImageNotFound."""
-        validate_name(name)
+        check_image_name(name)
         if not self.check(create=False):
             raise ImageNotFound("no such image (the store does not exist)", subject=name)
         path = self._entry(name)
@@ -336,7 +336,7 @@ class Store:
                 name = name[: -len(".raw")]
             elif not entry.is_dir():
                 continue
-            if (is_hidden(name) and not all) or not _valid(name):
+            if (is_hidden(name) and not all) or not is_image_name(name):
                 continue
             image = probe(name, Path(entry.path))
             if image is None:
@@ -365,13 +365,15 @@ class Store:
 
     # --- creating ---
 
-    def create(self, name: str, *, force: bool = False) -> NewImage:
+    def create(self, name: str, *, force: bool = False, hidden: bool = True) -> NewImage:
         """Reserve NAME for a new image: validate, take the name lock, check it is free.
+        HIDDEN False refuses a hidden NAME: imports and the bootstrap, as systemd-importd
+        (rootstrap.rules); clone may make a hidden image.
 
         Use as a context manager; call ``make_dir()`` (or snapshot into ``.path``), fill the
         tree, then ``publish()``. Raises UsageError, ImageBusy (another creator) or
         ImageExists (unless FORCE)."""
-        validate_name(name)
+        check_image_name(name, hidden=hidden)
         self.check(create=True)
         lock = self.lock_name(name)
         try:
@@ -391,7 +393,7 @@ class Store:
     def temp_path(self, name: str) -> Path:
         """For the bootstrap: an empty hidden tree to fill for image NAME (held until
         :meth:`publish` or :meth:`discard` in this process)."""
-        new = self.create(name)
+        new = self.create(name, hidden=False)
         new.make_dir()
         self._pending[new.path] = new
         return new.path
@@ -492,7 +494,7 @@ class Store:
 
     def rename(self, old: str, new: str) -> Path:
         """Rename image OLD to NEW (no-replace; busy if OLD is in use; +i kept)."""
-        validate_name(new)
+        check_image_name(new)
         path = self._writable_entry(old, "rename")
         target = self.root / (f"{new}.raw" if path.name.endswith(".raw") else new)
         with self.lock_name(new), self._locked(path, exclusive=True):
@@ -513,7 +515,7 @@ class Store:
         """Mark image NAME read-only (btrfs subvolume flag, else chattr +i on the top
         directory, as machined does) or writable. Refused for hidden images and while in use."""
         if is_hidden(name):
-            validate_name(name)
+            check_image_name(name)
             raise UsageError(
                 "hidden images cannot be made read-only (as machinectl)",
                 subject=name,
@@ -554,7 +556,7 @@ class Store:
                 except ImageBusy:
                     continue
                 removed.append(entry)
-            elif hidden and entry.startswith(".") and entry != CACHE_NAME and _valid(entry):
+            elif hidden and is_hidden(entry) and entry != CACHE_NAME and is_image_name(entry):
                 if path.is_dir() or path.is_symlink():
                     try:
                         self.remove(entry)
@@ -564,14 +566,6 @@ class Store:
         if removed:
             fsops.fsync_dir(self.root)
         return removed
-
-
-def _valid(name: str) -> bool:
-    try:
-        validate_name(name)
-    except UsageError:
-        return False
-    return True
 
 
 def _with(image: Image, usage: int, latest: float) -> Image:

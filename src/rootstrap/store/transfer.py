@@ -140,7 +140,7 @@ def import_fs(
     """Copy the directory tree DIRECTORY into the store as NAME (same copy as clone)."""
     if not directory.is_dir():
         raise UsageError("not a directory", subject=str(directory))
-    with store.create(name, force=force) as new:
+    with store.create(name, force=force, hidden=False) as new:
         new.make_dir()
         _filling(new, lambda: copy_tree(directory, new.path, subject=new.name))
         return new.publish(read_only=read_only)
@@ -282,7 +282,7 @@ def import_tar(
         stream = open_tar(file)
     except OSError as exc:
         raise UsageError(f"cannot open: {exc.strerror}", subject=str(file)) from exc
-    with stream, store.create(name, force=force) as new:
+    with stream, store.create(name, force=force, hidden=False) as new:
         new.make_dir()
         try:
             extract_tar(stream, new.path, Policy(allow_devices=True, allow_pax=True), subject=name)

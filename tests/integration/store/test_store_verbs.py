@@ -144,8 +144,9 @@ def test_read_only(store: Store, rich_tree: Path, fs_kind: str):
     cli(store, "remove", "img2")
     assert not os.path.lexists(store.root / "img2")
     bad = cli(store, "read-only", "img2", "maybe", check=False)
-    assert bad.returncode == 2 and "not a boolean" in bad.stderr
-    store.import_fs(rich_tree, ".hidden")
+    assert bad.returncode == 2 and "expected a boolean" in bad.stderr
+    store.import_fs(rich_tree, "hidden")
+    store.rename("hidden", ".hidden")  # imports cannot make a hidden image; rename can
     r = cli(store, "read-only", ".hidden", check=False)
     assert r.returncode == 2 and "hidden images cannot be made read-only" in r.stderr
     assert not store.image(".hidden").read_only
