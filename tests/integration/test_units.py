@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.cli import units
-from rootstrap.machines import unitfile
+from rootstrap.machines import unitfile, units
 from tests.conftest import tree_digest
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -353,7 +352,7 @@ def test_missing_image(store: Path, root: Path) -> None:
     [
         ([], "enable needs at least one image name"),
         (["--now", "--root", "/", "deb"], "--now cannot be used with --root"),
-        (["--frobnicate", "deb"], "unknown option --frobnicate for enable"),
+        (["--frobnicate", "deb"], "unknown option --frobnicate"),
         (["--root"], "--root needs a directory"),
     ],
 )
