@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+import typer.main
 
 # typer bundles its own click (0.29), whose exceptions are not the click package's.
+from typer import _click as click
 from typer._click.exceptions import ClickException
 
 from rootstrap.cli.options import DEFAULT_CACHE, DEFAULT_STORE, Globals
@@ -68,6 +70,14 @@ def register(verb: Verb) -> None:
     if verb.module not in _registered:
         importlib.import_module(f"rootstrap.cli.{verb.module}").register(app)
         _registered.add(verb.module)
+
+
+def command(verb: Verb) -> click.Command:
+    """The click command typer builds for VERB (a group for cache and keyring): what shell
+    completion reads typer verbs' options from."""
+    register(verb)
+    group = typer.main.get_group(app)
+    return group.commands[verb.name]
 
 
 def door(verb: Verb, args: list[str], g: Globals) -> int:

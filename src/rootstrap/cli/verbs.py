@@ -1,5 +1,5 @@
 """The one registry of verbs: what routing (rootstrap/__main__.py), ``rootstrap --help`` and
-shell completion read.
+shell completion (cli/complete.py) read.
 
 Each verb names its door and the module that serves it:
 
@@ -71,7 +71,7 @@ class Verb:
         return out + ("\nOptions:\n" + listed if listed else "")
 
 
-BUILD, IMAGES, MACHINES = "Archives and builds", "Images", "Machines"
+BUILD, IMAGES, MACHINES, OTHER = "Archives and builds", "Images", "Machines", "Other"
 _MACHINE_SIGNAL = "Send a signal to a running machine's processes."
 _BOOT_OPTS = NSPAWN
 _LISTING = ("help", "all", "json", *(k for k in GLOBAL if k != "help"))
@@ -163,10 +163,18 @@ VERBS: tuple[Verb, ...] = (
     Verb("disable", "units", "lean", MACHINES, "No longer start machines at host boot.",
          synopsis="rootstrap disable [--now] [--root DIR] NAME...",
          options=("help", "now", "root"), complete=("image...",)),
+    # -- the command line itself
+    Verb("completion", "complete", "lean", OTHER,
+         "Print a shell completion script: bash, zsh or fish.",
+         synopsis="rootstrap completion bash|zsh|fish", options=("help",),
+         complete=("choice:bash,zsh,fish",)),
+    Verb("__complete", "complete", "lean", OTHER,
+         "The candidates for the last of WORDS (what the completion scripts call).",
+         synopsis="rootstrap __complete WORD... CURRENT", hidden=True),
 )  # fmt: skip
 
 BY_NAME = {verb.name: verb for verb in VERBS}
-GROUPS = (BUILD, IMAGES, MACHINES)
+GROUPS = (BUILD, IMAGES, MACHINES, OTHER)
 
 DESCRIPTION = (
     "Bootstrap Debian and Ubuntu root filesystems, keep them as images, run and boot them."
