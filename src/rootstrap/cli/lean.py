@@ -16,11 +16,11 @@ import sys
 from rootstrap.cli.options import NSPAWN, Parsed, parse
 from rootstrap.errors import ImageNotFound, UsageError
 from rootstrap.machines.settings import GROUP, Options, parse_bind, settle
-from rootstrap.machines.supervisor import BootPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootstrap.cli.options import Globals
+    from rootstrap.machines.supervisor import BootPlan
     from rootstrap.runner import RunSpec
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -299,6 +299,8 @@ def plan(p: Prepared, verb: str) -> BootPlan:
     if not _valid_name(p.machine):
         raise UsageError("invalid machine name", subject=p.machine, hint="-M NAME: [A-Za-z0-9._-]")
     spec = _spec(ns, p.root, p.machine, ["/sbin/init"], boot=True)
+    from rootstrap.machines.supervisor import BootPlan
+
     return BootPlan(spec, p.machine, ns.parameters, ns.network_veth, ns.network_bridge)
 
 
