@@ -11,15 +11,13 @@ No candidates means "a file name": each script falls back to its shell's file co
 
 from __future__ import annotations
 
-import os
-
-from rootstrap.cli.options import GLOBAL, parse, table
+from rootstrap.cli.options import GLOBAL, Globals, parse, table
 from rootstrap.cli.verbs import BY_NAME, VERBS
 from rootstrap.errors import RootstrapError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from rootstrap.cli.options import Globals, Opt
+    from rootstrap.cli.options import Opt
     from rootstrap.cli.verbs import Verb
 
 # Verbs whose words after the image (or the machine) are a command: nothing to complete there.
@@ -91,7 +89,7 @@ def machines() -> list[str]:
 
 
 def _typer_options(verb: Verb, sub: str | None) -> dict[str, bool]:
-    """Option name -> takes a value, of typer VERB (its subcommand SUB, for a group)."""
+    """Option name -> takes a value, of typer VERB (of its subcommand SUB, for a group)."""
     from rootstrap.cli import app
 
     command = app.command(verb)
@@ -148,7 +146,7 @@ def candidates(words: list[str]) -> list[str]:
     being typed and may be empty). bash hands ``--opt=value`` over in three words
     (``--opt``, ``=``, ``value``: '=' is in its COMP_WORDBREAKS); zsh and fish in one."""
     *before, current = words or [""]
-    store = os.environ.get("ROOTSTRAP_STORE") or "/var/lib/machines"
+    store = Globals().store  # the environment's or the default
     rows = table(GLOBAL)
     i = 0
     while i < len(before):
@@ -179,8 +177,7 @@ def _verb_words(verb: Verb, rest: list[str], current: str, store: str) -> list[s
     rows = table(verb.options)
     valued = {name: opt.kind not in ("flag", "json") for name, opt in rows.items()}
     if verb.door == "typer" and (current.startswith("-") or any(w[:1] == "-" for w in rest)):
-        sub = rest[0] if rest and verb.complete[:1] != ("image",) else None
-        valued = _typer_options(verb, sub)
+        valued = _typer_options(verb, rest[0] if rest else None)
     position = 0  # bare words so far
     expect: str | None = None  # the option whose value is the next word
     last = ""  # the previous word, when it was an option
