@@ -1,60 +1,63 @@
 """Entry point: ``rootstrap`` and ``python -m rootstrap``.
 
-The verbs that start containers take a lean path that never imports typer, httpx or rich:
-``run IMAGE /bin/true`` has a budget of a few tens of milliseconds (docs/decisions.md, Targets).
+Parses the global options (once, for both doors: cli/options.parse_globals), finds the verb in
+the registry (cli/verbs.py) and calls its door inside the one error boundary (cli.guard). The
+lean door never imports typer, httpx or rich: ``run IMAGE /bin/true`` has a budget of a few
+tens of milliseconds (docs/decisions.md, Targets; tests/integration/test_cli.py pins what it
+imports).
 """
 
 from __future__ import annotations
 
 import sys
 
-TYPE_CHECKING = False  # only mypy needs the name below (the lean path skips typing)
+TYPE_CHECKING = False  # only mypy needs the names below (the lean path skips typing)
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-# Verbs served by rootstrap.cli.lean (its own hand-written parser, no typer, no argparse);
-# every other verb goes through typer.
-LEAN_VERBS = frozenset(
-    {"run", "boot", "shell", "list", "poweroff", "reboot", "terminate", "kill"}
-    | {"start", "stop", "login", "status", "enable", "disable", "show"}
-)
-# list-images (issue 7: 0.2 s with 50 images) is also served without typer, by cli/listing.py.
-_LEAN_MODULES = {"list-images": "listing"}
-
-
-def _verb(argv: list[str]) -> str | None:
-    from rootstrap.paths import VALUED_GLOBALS  # the verb is found behind their values
-
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in VALUED_GLOBALS:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
-def _lean_main(stem: str = "lean") -> Callable[[list[str]], int]:
-    """The main function of rootstrap.cli.lean (a hand-written parser) or cli.listing
-    (argparse); neither imports typer."""
-    import importlib
-
-    lean_main: Callable[[list[str]], int] = importlib.import_module(f"rootstrap.cli.{stem}").main
-    return lean_main
+    from rootstrap.cli.options import Globals
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    verb = _verb(argv)
-    if verb in LEAN_VERBS:
-        return _lean_main()(argv)
-    if verb in _LEAN_MODULES:
-        return _lean_main(_LEAN_MODULES[verb])(argv)
-    from rootstrap.cli.app import main as typer_main
+    from rootstrap.cli import guard
+    from rootstrap.cli.options import Globals
 
-    return typer_main(argv)
+    own = argv is None  # this process is ours: run/boot may skip the interpreter's teardown
+    args = sys.argv[1:] if argv is None else list(argv)
+    g = Globals()
+    return guard(lambda: _route(args, g, own), g)
+
+
+def _route(argv: list[str], g: Globals, own: bool) -> int:
+    import os
+
+    from rootstrap.cli.options import parse_globals
+    from rootstrap.cli.verbs import BY_NAME, top_help
+    from rootstrap.errors import UsageError
+
+    p = parse_globals(argv, g)
+    if p.help or not argv:
+        # Bare 'rootstrap' asks for nothing: the help goes to stderr with exit 2, as before.
+        print(top_help(), end="", file=sys.stdout if p.help else sys.stderr)
+        return 0 if p.help else 2
+    if not p.rest:
+        raise UsageError("a verb is needed", hint="see 'rootstrap --help'")
+    name, args = p.rest[0], p.rest[1:]
+    verb = BY_NAME.get(name)
+    if verb is None:
+        raise UsageError("no such verb", subject=name, hint="see 'rootstrap --help'")
+    if verb.door == "typer":
+        from rootstrap.cli.app import door
+
+        return door(verb, args, g)
+    import importlib
+
+    code: int = importlib.import_module(f"rootstrap.cli.{verb.module}").main(name, args, g)
+    if own and name in ("run", "boot"):
+        # Skip interpreter teardown (tens of ms with ctypes loaded); nothing is left to
+        # flush but stdio.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

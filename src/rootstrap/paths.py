@@ -17,10 +17,6 @@ DEFAULT_CACHE = "/var/cache/rootstrap"
 STORE_ENV = "ROOTSTRAP_STORE"
 CACHE_ENV = "ROOTSTRAP_CACHE"
 
-# The global options that take a value: the verb is the first word that is neither an
-# option nor one of their values.
-VALUED_GLOBALS = frozenset({"--store", "--cache-dir"})
-
 
 def store_dir(given: str | os.PathLike[str] | None = None) -> str:
     """The image store: GIVEN (``--store``), else ``$ROOTSTRAP_STORE``, else the default."""

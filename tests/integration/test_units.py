@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rootstrap.cli import units
-from rootstrap.machines import unitfile
+from rootstrap.machines import unitfile, units
 from rootstrap.paths import DEFAULT_STORE
 from tests.conftest import tree_digest
 
@@ -354,7 +353,7 @@ def test_missing_image(store: Path, root: Path) -> None:
     [
         ([], "enable needs at least one image name"),
         (["--now", "--root", "/", "deb"], "--now cannot be used with --root"),
-        (["--frobnicate", "deb"], "unknown option --frobnicate for enable"),
+        (["--frobnicate", "deb"], "unknown option --frobnicate"),
         (["--root"], "--root needs a directory"),
     ],
 )

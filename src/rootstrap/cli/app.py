@@ -1,32 +1,38 @@
-"""The typer command line: one app, one error boundary for every verb but the lean ones.
+"""The typer door: one typer app for the verbs cli/verbs.py routes here (those without a
+start-up budget).
 
-Each verb group lives in its own module with a ``register(app)`` function; this module owns the
-global options. Errors are printed by :func:`rootstrap.cli.report`, shared with cli/lean.py."""
+Each verb group lives in its own module with a ``register(app)`` function; only the module of
+the verb asked for is imported and registered. The global options were parsed before the
+verb (cli/options.parse_globals) and arrive as ``settings``; errors are handled by the one
+boundary (rootstrap.cli.guard): this door only turns typer's own exits into exit codes.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
+import typer.main
 
 # typer bundles its own click (0.29), whose exceptions are not the click package's.
+from typer import _click as click
 from typer._click.exceptions import ClickException
 
-from rootstrap import paths
-from rootstrap.cli import report
-from rootstrap.errors import RootstrapError
+from rootstrap.cli.options import Globals
+from rootstrap.cli.verbs import DESCRIPTION, Verb
+from rootstrap.paths import DEFAULT_CACHE, DEFAULT_STORE
 
 
 @dataclass
 class Settings:
     """The global options, shared by every verb of one invocation."""
 
-    store: Path = Path(paths.DEFAULT_STORE)
-    cache_dir: Path = Path(paths.DEFAULT_CACHE)
+    store: Path = Path(DEFAULT_STORE)
+    cache_dir: Path = Path(DEFAULT_CACHE)
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
     debug: bool = False
 
@@ -35,32 +41,20 @@ settings = Settings()
 
 app = typer.Typer(
     name="rootstrap",
-    help="Bootstrap Debian and Ubuntu root filesystems, keep them as images, run and boot them.",
+    help=DESCRIPTION,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+_registered: set[str] = set()
 
 
 @app.callback()
-def _global(
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Image store [env ROOTSTRAP_STORE]")
-    ] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Download cache [env ROOTSTRAP_CACHE]")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More detail")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and debug logs")] = False,
-) -> None:
-    settings.store = Path(paths.store_dir(store))
-    settings.cache_dir = Path(paths.cache_dir(cache_dir))
-    settings.verbosity = -1 if quiet else 1 if verbose or debug else 0
-    settings.debug = debug
-    setup_logging(settings.verbosity, debug)
+def _group() -> None:
+    # A callback keeps the app a group of verbs even when one module registered one verb.
+    pass
 
 
 def setup_logging(verbosity: int, debug: bool) -> None:
@@ -72,32 +66,44 @@ def setup_logging(verbosity: int, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
 
 
-def _register_all() -> None:
-    from rootstrap.cli import archive, bootstrap, cache, images, keyring, machines, resolve
+def register(verb: Verb) -> None:
+    """Register the verbs of VERB's module with the app (once)."""
+    if verb.module not in _registered:
+        importlib.import_module(f"rootstrap.cli.{verb.module}").register(app)
+        _registered.add(verb.module)
 
-    for module in (archive, resolve, bootstrap, cache, images, machines, keyring):
-        module.register(app)
+
+def command(verb: Verb) -> click.Command:
+    """The click command typer builds for VERB (a group for cache and keyring): what shell
+    completion reads typer verbs' options from."""
+    register(verb)
+    group = typer.main.get_group(app)
+    return group.commands[verb.name]
 
 
-def main(argv: list[str]) -> int:
-    """Run the typer app over ARGV; the one error boundary of the typer verbs."""
-    debug = "--debug" in argv
-    _register_all()
+def door(verb: Verb, args: list[str], g: Globals) -> int:
+    """Run typer VERB with ARGS under the global options G."""
+    settings.store = Path(g.store)
+    settings.cache_dir = Path(g.cache_dir)
+    settings.verbosity = g.verbosity
+    settings.debug = g.debug
+    setup_logging(g.verbosity, g.debug)
+    register(verb)
     try:
-        result = app(args=argv, prog_name="rootstrap", standalone_mode=False)
-    except RootstrapError as exc:
-        return report(exc, debug)
+        result = app(args=[verb.name, *args], prog_name="rootstrap", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except ClickException as exc:
         exc.show()
         return 2
     except typer.Abort:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 141
+        raise KeyboardInterrupt from None
     return result if isinstance(result, int) else 0
+
+
+def main(argv: list[str]) -> int:
+    """The whole command line over ARGV (global options included), in this process: what
+    tests call instead of a subprocess."""
+    from rootstrap.__main__ import main as entry
+
+    return entry(argv)

@@ -1,6 +1,7 @@
-"""Image verbs, as machinectl names them: list-images, show-image, image-status, clone, rename,
-remove, read-only, import-tar, export-tar, import-fs, clean. Thin: parse, call rootstrap.store,
-print. The store is ``--store`` / ``ROOTSTRAP_STORE`` (default /var/lib/machines)."""
+"""Image verbs, as machinectl names them: show-image, image-status, clone, rename, remove,
+read-only, import-tar, export-tar, import-fs, clean (list-images is a lean verb:
+cli/listing.py). Thin: parse, call rootstrap.store, print. The store is ``--store`` /
+``ROOTSTRAP_STORE`` (default /var/lib/machines)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rootstrap.cli.app import settings
-from rootstrap.cli.listing import format_bytes, format_time, image_json, render_images
+from rootstrap.cli.listing import format_bytes, format_time, image_json
 from rootstrap.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,16 +27,6 @@ def _store() -> Store:
     from rootstrap.store import Store
 
     return Store(settings.store)
-
-
-def list_images(
-    all: Annotated[bool, typer.Option("--all", "-a", help="Show hidden images too")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """List the images in the store (NAME TYPE RO USAGE CREATED MODIFIED).
-
-    Normally served by rootstrap.cli.listing without typer (see rootstrap/__main__.py)."""
-    print(render_images(_store().images(all=all), as_json))
 
 
 def _details(name: str) -> dict[str, Any]:
@@ -179,7 +170,6 @@ def clean(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("list-images")(list_images)
     app.command("show-image")(show_image)
     app.command("image-status")(image_status)
     app.command("clone")(clone)

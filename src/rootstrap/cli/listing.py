@@ -1,25 +1,22 @@
-"""``list-images`` output, and its lean entry point (argparse, no typer).
+"""``list-images`` output, and the verb itself (a lean verb: no typer).
 
-list-images has a budget of 0.2 s with 50 images (issue 7), and importing typer alone costs about
-that on a loaded machine, so ``rootstrap/__main__.py`` routes this verb here, past cli/app.py
-(``rootstrap.cli``'s own __init__ imports only the standard library and rootstrap.errors). This
-module therefore imports only the standard library, rootstrap.cli, rootstrap.errors and
-rootstrap.store; cli/images.py reuses its formatting for the other verbs.
+list-images has a budget of 0.2 s with 50 images (issue 7), and importing typer alone costs
+0.1-0.3 s here (bench/README.md, "Start-up"), so cli/verbs.py routes it to the lean door. This
+module imports only the standard library, rootstrap.errors and (when listing) rootstrap.store;
+cli/images.py reuses its formatting for the other image verbs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rootstrap.cli import report
-from rootstrap.errors import RootstrapError
+from rootstrap.cli.options import parse
+from rootstrap.errors import UsageError
 
 if TYPE_CHECKING:
+    from rootstrap.cli.options import Globals
     from rootstrap.store import Image
 
 
@@ -90,31 +87,24 @@ def render_images(images: list[Image], as_json: bool) -> str:
     return table(rows) + f"\n\n{len(images)} images listed."
 
 
-def lean_main(argv: list[str]) -> int:
-    """``rootstrap [global options] list-images [--all] [--json]`` without typer."""
-    parser = argparse.ArgumentParser(prog="rootstrap", add_help=True)
-    parser.add_argument("--store", type=Path)
-    parser.add_argument("--cache-dir", type=Path)
-    parser.add_argument("-q", "--quiet", action="store_true")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("--debug", action="store_true")
-    parser.add_argument("verb", choices=["list-images"])
-    parser.add_argument("-a", "--all", action="store_true", help="Show hidden images too")
-    parser.add_argument("--json", action="store_true", help="Machine-readable output")
-    args = parser.parse_args(argv)
-    try:
-        from rootstrap.paths import store_dir
-        from rootstrap.store import Store
+def main(verb: str, args: list[str], g: Globals) -> int:
+    """``rootstrap [global options] list-images [--all] [--json]``; the global options may
+    also follow the verb here (they always could)."""
+    from rootstrap.cli.verbs import BY_NAME
 
-        print(render_images(Store(Path(store_dir(args.store))).images(all=args.all), args.json))
-    except RootstrapError as exc:
-        return report(exc, args.debug)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 141
+    entry = BY_NAME[verb]
+    p = parse(verb, args, entry.options)
+    if p.help:
+        print(
+            entry.usage("The images in the store, as machinectl list-images shows them.\n"), end=""
+        )
+        return 0
+    if p.names():
+        raise UsageError(f"unexpected argument {p.names()[0]}", hint=entry.synopsis)
+    g.take(p)
+    from pathlib import Path
+
+    from rootstrap.store import Store
+
+    print(render_images(Store(Path(g.store)).images(all=p.flag("all")), p.flag("json")))
     return 0
-
-
-main = lean_main

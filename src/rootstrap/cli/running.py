@@ -1,10 +1,8 @@
-"""The running-machine verbs: ``list``, ``shell``, ``login``, ``status``, ``poweroff``,
+"""The running-machine verbs: ``list``, ``status``, ``shell``, ``login``, ``poweroff``,
 ``reboot``, ``terminate`` and ``kill`` (machinectl's names).
 
-They read the registry of running machines (rootstrap.runner.registry) and act on one
-machine or several; ``login`` attaches to a background machine's console
-(runner/consoleserver.py), ``status`` adds the console log's last lines. Starting and
-stopping are cli/service.py. Lean like cli/lean.py: no typer, errors through its boundary.
+Words in (cli/options.py's parser), a call into rootstrap.machines (status.py: what is
+running and how; control.py: signals, shell, login), output here. Lean: no typer.
 """
 
 from __future__ import annotations
@@ -13,127 +11,39 @@ import os
 import sys
 import time
 
+from rootstrap.cli.options import parse
 from rootstrap.errors import RunnerError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from rootstrap.runner.registry import Machine
+    from rootstrap.cli.options import Globals, Parsed
+    from rootstrap.cli.verbs import Verb
 
-LOG_DIR = "/var/log/rootstrap"  # start's console logs, NAME.log
-
-MACHINE_USAGE = """usage: rootstrap list [--json]
-       rootstrap status NAME... [-n LINES] [--json]
-       rootstrap shell [USER@]NAME [CMD [ARG...]]
-       rootstrap login NAME
-       rootstrap poweroff NAME... | reboot NAME... | terminate NAME...
-       rootstrap kill NAME... [--signal SIG] [--kill-whom leader|all]
-
-Running machines (machinectl's verbs). status shows the state, leader, OS, addresses and
-the console's last lines (exit 3: not running). shell runs USER's (root's) login shell, or
-CMD, inside the machine (a pty when on a terminal); login attaches to the console of a
-machine started with 'rootstrap start' (Ctrl-] three times within 1s detaches). poweroff
-sends SIGRTMIN+4 to its init, reboot SIGINT, terminate kills every process, kill sends SIG
-(default SIGTERM) to every process or the init.
-"""
-
-
-def log_path(machine: str) -> str:
-    """Where ``start`` puts MACHINE's console."""
-    return os.path.join(LOG_DIR, f"{machine}.log")
+TEXT = {
+    "list": "The running machines, as machinectl list shows them.\n",
+    "status": "The state, leader, OS, addresses and the console's last lines of each machine\n"
+    "(running, or stopped: its image); exit 3 when one is not running.\n",
+    "shell": "Run USER's (root's) login shell, or CMD, inside the machine (a pty when on a\n"
+    "terminal).\n",
+    "login": "Attach to the console of a machine started with 'rootstrap start' (Ctrl-] three\n"
+    "times within 1s detaches).\n",
+    "poweroff": "Send SIGRTMIN+4 to each machine's init (a clean shutdown).\n",
+    "reboot": "Send SIGINT to each machine's init (ctrl-alt-del.target: a reboot).\n",
+    "terminate": "Kill every process of each machine at once (SIGKILL to its init).\n",
+    "kill": "Send SIG (default SIGTERM) to every process of each machine, or to its init only\n"
+    "(--kill-whom leader).\n",
+}
 
 
-def take_options(
-    args: list[str], valued: tuple[str, ...], flags: tuple[str, ...]
-) -> tuple[dict[str, str], list[str]]:
-    """Pull this verb's own options out of ARGS (before any ``--``); the rest stays in order."""
-    mine: dict[str, str] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest += args[i:]
-            break
-        key, eq, value = arg.partition("=")
-        if key in valued:
-            if not eq:
-                i += 1
-                if i >= len(args):
-                    raise UsageError(f"{key} needs a value")
-                value = args[i]
-            mine[key] = value
-        elif arg in flags:
-            mine[arg] = ""
-        else:
-            rest.append(arg)
-        i += 1
-    return mine, rest
-
-
-def _signal_number(value: str) -> int:
-    import signal
-
-    text = value.upper().removeprefix("SIG")
-    if text.isdigit():
-        return int(text)
-    if text.startswith("RTMIN"):
-        offset = text[5:].lstrip("+") or "0"
-        if offset.isdigit():
-            return int(signal.SIGRTMIN) + int(offset)
-    try:
-        return int(signal.Signals["SIG" + text])
-    except KeyError:
-        raise UsageError("unknown signal", subject=value, hint="e.g. TERM, KILL, RTMIN+4") from None
-
-
-def _addresses(pid: int) -> list[str]:
-    """The machine's IPv4 addresses (its own network namespace's local ones, from
-    /proc/PID/net/fib_trie; loopback left out)."""
-    out: list[str] = []
-    try:
-        with open(f"/proc/{pid}/net/fib_trie", encoding="ascii") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return out
-    from itertools import pairwise
-
-    for prev, line in pairwise(lines):
-        if "/32 host LOCAL" in line:
-            address = prev.split()[-1]
-            if not address.startswith("127.") and address not in out:
-                out.append(address)
-    return out
-
-
-def list_main(args: list[str]) -> int:
+def list_main(p: Parsed) -> int:
     """``rootstrap list``: the running machines, like ``machinectl list``."""
-    as_json = False
-    for arg in args:
-        if arg == "--json" or arg.startswith("--json="):
-            as_json = True
-        elif arg in ("-h", "--help"):
-            print(MACHINE_USAGE, end="")
-            return 0
-        else:
-            raise UsageError(f"unexpected argument {arg}", hint="rootstrap list [--json]")
-    from rootstrap.runner import registry
+    if p.bare or p.rest:
+        arg = (p.bare + p.rest)[0]
+        raise UsageError(f"unexpected argument {arg}", hint="rootstrap list [--json]")
+    from rootstrap.machines.status import listing
 
-    rows = []
-    for m in registry.machines():
-        addresses = _addresses(m.leader) if m.get("private_network") else []
-        rows.append(
-            {
-                "machine": m.name,
-                "class": m.get("class", "container"),
-                "service": m.get("service", "rootstrap"),
-                "os": m.get("os") or None,
-                "version": m.get("version") or None,
-                "addresses": addresses,
-                "leader": m.leader,
-                "root": m.get("root"),
-            }
-        )
-    if as_json:
+    rows = listing()
+    if p.flag("json"):
         import json
 
         print(json.dumps(rows, indent=2))
@@ -144,155 +54,53 @@ def list_main(args: list[str]) -> int:
     header = ("MACHINE", "CLASS", "SERVICE", "OS", "VERSION", "ADDRESSES")
     table = [
         (
-            r["machine"],
-            r["class"],
-            r["service"],
-            r["os"] or "-",
-            r["version"] or "-",
-            ", ".join(r["addresses"]) or "-",
+            str(r["machine"]),
+            str(r["class"]),
+            str(r["service"]),
+            str(r["os"] or "-"),
+            str(r["version"] or "-"),
+            ", ".join(r["addresses"]) or "-",  # type: ignore[arg-type]
         )
         for r in rows
     ]
-    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
-        print(" ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        print(" ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     print(f"\n{len(rows)} machines listed.")
     return 0
 
 
-def shell_main(args: list[str]) -> int:
-    """``rootstrap shell NAME [CMD...]``."""
-    if not args or args[0] in ("-h", "--help"):
-        print(MACHINE_USAGE, end="")
-        return 0 if args else 2
-    from rootstrap.runner import registry
-    from rootstrap.runner.enter import enter
+def shell_main(p: Parsed) -> int:
+    """``rootstrap shell [USER@]NAME [CMD...]``."""
+    from rootstrap.machines.control import shell
 
-    user, at, name = args[0].rpartition("@")
+    target = p.bare[0]
+    user, at, name = target.rpartition("@")
     if not at:
         user = "root"
     elif not user:
-        raise UsageError("expected [USER@]NAME", subject=args[0])
-    machine = registry.get(name)
-    command = args[1:]
-    if command and command[0] == "--":
-        command = command[1:]
-    return enter(machine, command, pty=os.isatty(0) and os.isatty(1), user=user)
+        raise UsageError("expected [USER@]NAME", subject=target)
+    return shell(name, p.rest, user=user, pty=os.isatty(0) and os.isatty(1))
 
 
-def machine_verb_main(verb: str, args: list[str]) -> int:
-    """poweroff, reboot, terminate and kill NAME...: signals to a running machine."""
-    import signal
+def signal_main(verb: str, p: Parsed) -> int:
+    """poweroff, reboot, terminate and kill NAME...: signals to running machines."""
+    sig = None
+    whom = p.value("kill_whom", "all")
+    if whom not in ("leader", "all"):
+        raise UsageError("--kill-whom takes leader or all", subject=whom)
+    from rootstrap.machines import control
 
-    names: list[str] = []
-    sig = int(signal.SIGTERM)
-    whom = "all"
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        key, eq, value = arg.partition("=")
-        if key in ("-s", "--signal", "--kill-whom") and verb == "kill":
-            if not eq:
-                i += 1
-                if i >= len(args):
-                    raise UsageError(f"{key} needs a value")
-                value = args[i]
-            if key == "--kill-whom":
-                if value not in ("leader", "all"):
-                    raise UsageError("--kill-whom takes leader or all", subject=value)
-                whom = value
-            else:
-                sig = _signal_number(value)
-        elif arg in ("-h", "--help"):
-            print(MACHINE_USAGE, end="")
-            return 0
-        elif arg.startswith("-"):
-            raise UsageError(f"unknown option {key}", hint="see 'rootstrap list --help'")
-        else:
-            names.append(arg)
-        i += 1
+    if "signal" in p.values:
+        sig = control.signal_number(str(p.value("signal")))
+    names = p.names()
     if not names:
         raise UsageError(f"{verb} needs a machine name", hint=f"rootstrap {verb} NAME")
-    from rootstrap.runner import cgroup, registry
-    from rootstrap.runner.boot import POWEROFF, REBOOT
-
-    machines = [registry.get(name) for name in names]  # all found, or nothing is sent
-    for m in machines:
-        if verb == "poweroff":
-            targets, number = [m.leader], POWEROFF
-        elif verb == "reboot":
-            targets, number = [m.leader], int(REBOOT)
-        elif verb == "terminate":
-            # SIGKILL to the pid namespace's init takes every process in it down.
-            targets, number = [m.leader], int(signal.SIGKILL)
-        else:
-            number = sig
-            group = m.get("cgroup")
-            targets = [m.leader]
-            if whom == "all" and group:
-                targets = [m.leader] + [p for p in cgroup.procs(group) if p != m.leader]
-        for pid in targets:
-            signal_gone_ok(pid, number)
+    control.send(verb, names, sig, str(whom))
     return 0
 
 
-def signal_gone_ok(pid: int, number: int) -> None:
-    """Send signal NUMBER to PID; a process already gone is no error (it was on its way)."""
-    try:
-        os.kill(pid, number)
-    except ProcessLookupError:
-        pass
-
-
-# ----------------------------------------------------------------------------- login
-
-
-def login_main(args: list[str]) -> int:
-    """``rootstrap login NAME``: attach to a machine's console."""
-    if len(args) != 1 or args[0].startswith("-"):
-        if args and args[0] in ("-h", "--help"):
-            print(MACHINE_USAGE, end="")
-            return 0
-        raise UsageError("login takes one machine name", hint="rootstrap login NAME")
-    from rootstrap.runner import consoleserver, registry
-
-    machine = registry.get(args[0])
-    path = machine.get("console")
-    if not path:
-        raise RunnerError(
-            "its console is on the terminal that booted it",
-            subject=machine.name,
-            hint=f"'rootstrap shell {machine.name}' opens a shell; "
-            "machines started with 'rootstrap start' have a console to log in to",
-        )
-    return consoleserver.attach(machine.name, str(path))
-
-
 # ---------------------------------------------------------------------------- status
-
-
-def tail(path: str, lines: int) -> list[str]:
-    """The last LINES lines of the console log PATH, terminal escapes and CRs removed."""
-    if lines <= 0:
-        return []
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            data = f.read()
-    except OSError:
-        return []
-    import re
-
-    text = data.decode("utf-8", errors="replace")
-    text = re.sub(
-        r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]", "", text
-    )
-    # A CR without its LF rewrote the line on the terminal: keep what was left showing.
-    out = [line.rstrip("\r").split("\r")[-1].rstrip() for line in text.split("\n")]
-    out = [line for line in out if line.strip()]
-    return out[-lines:]
 
 
 def _ago(then: float) -> str:
@@ -306,56 +114,6 @@ def _ago(then: float) -> str:
     if hours < 24:
         return f"{hours}h {minutes}min ago"
     return f"{hours // 24} days ago"
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def _running(m: Machine, lines: int) -> dict[str, object]:
-    from rootstrap.runner import cgroup
-
-    group = m.get("cgroup")
-    tasks = len(cgroup.procs(str(group))) if group else None
-    log = m.get("log")
-    return {
-        "name": m.name,
-        "state": "running" if m.get("ready") else "starting",
-        "since": m.get("started"),
-        "ready": m.get("ready"),
-        "leader": m.leader,
-        "leader_comm": _comm(m.leader),
-        "supervisor": m.get("rootstrap"),
-        "root": m.get("root"),
-        "os": m.get("pretty_name") or m.get("os") or None,
-        "private_network": bool(m.get("private_network")),
-        "addresses": _addresses(m.leader) if m.get("private_network") else [],
-        "iface": m.get("ifname"),
-        "tasks": tasks,
-        "log": log,
-        "console": m.get("console"),
-        "console_lines": tail(str(log), lines) if log else [],
-    }
-
-
-def _stopped(name: str, store: str, lines: int) -> dict[str, object] | None:
-    from rootstrap.rules import is_machine_name
-
-    root = os.path.join(store, name)
-    log = log_path(name)
-    if not (is_machine_name(name) and (os.path.lexists(root) or os.path.exists(log))):
-        return None
-    return {
-        "name": name,
-        "state": "stopped",
-        "root": root if os.path.lexists(root) else None,
-        "log": log if os.path.exists(log) else None,
-        "console_lines": tail(log, lines),
-    }
 
 
 def _print_status(info: dict[str, object]) -> None:
@@ -395,40 +153,21 @@ def _print_status(info: dict[str, object]) -> None:
             print(f"  {line}")
 
 
-def status_main(args: list[str], store: str) -> int:
+def status_main(p: Parsed, store: str) -> int:
     """``rootstrap status NAME...``: 0 when all run, 3 when one is stopped (as systemctl)."""
-    if not args or any(a in ("-h", "--help") for a in args):
-        print(MACHINE_USAGE, end="")
-        return 0 if args else 2
-    own, names = take_options(args, ("-n", "--lines"), ("--json",))
-    raw_lines = own.get("--lines", own.get("-n", "10"))
+    raw_lines = p.value("lines", "10") or ""
     if not raw_lines.isdigit():
         raise UsageError("--lines takes a number", subject=raw_lines)
-    lines = int(raw_lines)
-    for name in names:
-        if name.startswith("-"):
-            raise UsageError(f"unknown option {name}", hint="see 'rootstrap status --help'")
+    names = p.names()
     if not names:
         raise UsageError("status needs a machine name", hint="rootstrap status NAME...")
-    from rootstrap.runner import registry
+    from rootstrap.machines.status import status
 
     found: list[dict[str, object]] = []
     for name in names:
-        written = registry.entry(name)
-        live = registry.lookup(name)
-        if live is not None:
-            found.append(_running(live, lines))
-            continue
-        if written is not None:
-            from rootstrap.runner import consoleserver
-
-            consoleserver.drop(name)
-            print(
-                f"warning: {name}: its registry entry was stale (leader PID {written.leader} "
-                "is gone: its supervisor was killed); removed",
-                file=sys.stderr,
-            )
-        info = _stopped(name, store, lines)
+        info, note = status(name, store, int(raw_lines))
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
         if info is None:
             raise RunnerError(
                 "no such machine or image",
@@ -436,7 +175,7 @@ def status_main(args: list[str], store: str) -> int:
                 hint="'rootstrap list' shows the running ones",
             )
         found.append(info)
-    if "--json" in own:
+    if p.flag("json"):
         import json
 
         print(json.dumps(found, indent=2))
@@ -448,13 +187,40 @@ def status_main(args: list[str], store: str) -> int:
     return 3 if any(info["state"] == "stopped" for info in found) else 0
 
 
-def main(verb: str, args: list[str], store: str) -> int:
+def login_main(p: Parsed) -> int:
+    """``rootstrap login NAME``: attach to a machine's console."""
+    names = p.names()
+    if len(names) != 1:
+        raise UsageError("login takes one machine name", hint="rootstrap login NAME")
+    from rootstrap.machines.control import login
+
+    return login(names[0])
+
+
+def _usage(entry: Verb) -> str:
+    return entry.usage(TEXT[entry.name])
+
+
+def main(verb: str, args: list[str], g: Globals) -> int:
+    from rootstrap.cli.verbs import BY_NAME
+
+    entry = BY_NAME[verb]
+    # shell: the words after the machine's name are the command's, options included.
+    p = parse(verb, args, entry.options, stop=(lambda q: bool(q.bare)) if verb == "shell" else None)
+    if p.help:
+        print(_usage(entry), end="")
+        return 0
+    if verb in ("status", "shell") and not args:
+        print(_usage(entry), end="")
+        return 2
     if verb == "list":
-        return list_main(args)
-    if verb == "shell":
-        return shell_main(args)
-    if verb == "login":
-        return login_main(args)
+        return list_main(p)
     if verb == "status":
-        return status_main(args, store)
-    return machine_verb_main(verb, args)
+        return status_main(p, g.store)
+    if verb == "shell":
+        if not p.bare:
+            raise UsageError("shell needs a machine name", hint="rootstrap shell [USER@]NAME")
+        return shell_main(p)
+    if verb == "login":
+        return login_main(p)
+    return signal_main(verb, p)

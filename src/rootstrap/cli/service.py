@@ -1,362 +1,84 @@
-"""Machines as services: ``start`` and ``stop`` (``login`` and ``status``: cli/running.py).
+"""``rootstrap start`` and ``stop``: machines as services (the supervisor and the waiting are
+rootstrap.machines.supervisor's; ``login`` and ``status``: cli/running.py).
 
-``start NAME...`` boots each image the way ``boot`` does, but in a supervisor detached from
-the terminal (its own session, reparented to init) with ``--console=service``: the console
-goes to /var/log/rootstrap/NAME.log and to ``rootstrap login NAME``. It returns once every
-machine reported READY=1 (systemd's startup finished), as ``systemctl start`` does for a
-Type=notify unit, or fails with the console's last lines when one dies or times out; a
-machine that failed to start is stopped, so nothing is left behind.
-
-``stop NAME...`` asks each init to power off (SIGRTMIN+4, machinectl poweroff) and waits
-until its supervisor has cleaned up; past the timeout the machine is killed and the stop
-reported as failed.
-
-Lean like cli/lean.py: no typer, errors through its boundary.
+``start NAME... [boot options]`` takes boot's words (systemd-nspawn's options, read by
+cli/lean.py) with every bare word an image; ``stop NAME...`` only names. Lean: no typer.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-
-from rootstrap.cli.running import LOG_DIR, log_path, signal_gone_ok, tail, take_options
-from rootstrap.errors import RootstrapError, RunnerError, UsageError
+from rootstrap.cli.options import parse
+from rootstrap.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from rootstrap.cli.lean import BootPlan
+    from rootstrap.cli.options import Globals, Parsed
 
-START_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec
-STOP_TIMEOUT = 90.0  # and DefaultTimeoutStopSec
-
-START_USAGE = """usage: rootstrap start NAME... [BOOT-OPTIONS] [--timeout SECS] [--no-block]
-       rootstrap stop NAME... [--timeout SECS] [--no-block]
-
-start boots each image in the background, with boot's options (see 'rootstrap boot --help'),
-the console to /var/log/rootstrap/NAME.log; it returns when every machine is up (READY=1
-from its init), or fails after --timeout seconds (default 90). --no-block returns once the
-machines are registered. stop powers them off and waits (default 90 s, then kills).
-Then: 'rootstrap status NAME', 'rootstrap login NAME' (see 'rootstrap list --help').
+START_TEXT = """start boots each image in the background, with boot's options (see
+'rootstrap boot --help'), the console to /var/log/rootstrap/NAME.log; it returns when every
+machine is up (READY=1 from its init), or fails after --timeout seconds (default 90).
+--no-block returns once the machines are registered. Then: 'rootstrap status NAME',
+'rootstrap login NAME'.
+"""
+STOP_TEXT = """stop powers machines off (SIGRTMIN+4 to each init, as machinectl poweroff) and waits
+until they are gone, up to --timeout seconds (default 90); then it kills them and fails.
 """
 
 
-def _seconds(value: str, option: str) -> float:
+def _seconds(p: Parsed, default: float) -> float:
+    value = p.value("timeout")
+    if value is None:
+        return default
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
     if not seconds > 0:
-        raise UsageError(f"{option} takes a number of seconds", subject=value)
+        raise UsageError("--timeout takes a number of seconds", subject=value)
     return seconds
 
 
-# ----------------------------------------------------------------------------- start
+def start_main(p: Parsed, store: str) -> int:
+    """``rootstrap start NAME... [boot options]``: 0 when every machine is up, else the
+    first failure's exit code after reporting each failure."""
+    from rootstrap.cli import lean, report
+    from rootstrap.machines import supervisor
 
-
-def start_main(args: list[str], store: str) -> int:
-    """``rootstrap start NAME... [boot options]``."""
-    from rootstrap.cli import lean
-
-    if any(a in ("-h", "--help") for a in args):
-        print(START_USAGE, end="")
-        return 0
-    own, rest = take_options(args, ("--timeout",), ("--no-block",))
-    timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else START_TIMEOUT
-    options, names, init_args = lean.split_words(rest, names=True)
-    if not names and not any(
-        o in ("-D", "--directory") or o.startswith("--directory=") for o in options
-    ):
+    timeout = _seconds(p, supervisor.START_TIMEOUT)
+    directory = "directory" in p.values
+    if not p.bare and not directory:
         raise UsageError("start needs an image name", hint="rootstrap start NAME...")
-    if len(names) > 1 and any(
-        o in ("-M", "--machine") or o.startswith("--machine=") for o in options
-    ):
+    if len(p.bare) > 1 and "machine" in p.values:
         raise UsageError("-M names one machine: start one image with it")
-    after = ["--", *init_args] if init_args else []
     plans = [
-        lean.boot_plan([*options, *([n] if n else []), *after], store, "start")
-        for n in names or [""]
+        lean.plan(lean.prepare(p, name or None, p.rest, store, "start"), "start")
+        for name in p.bare or [""]
     ]
-    ready: list[BootPlan] = [p for p in plans if p is not None]
-    seen: set[str] = set()
-    from rootstrap.runner import registry
-
-    for plan in ready:
-        if plan.machine in seen:
-            raise UsageError("the same machine twice", subject=plan.machine)
-        seen.add(plan.machine)
-        if registry.lookup(plan.machine) is not None:
-            raise RunnerError(
-                "a machine of this name is running",
-                subject=plan.machine,
-                hint=f"'rootstrap status {plan.machine}'",
-            )
-        plan.spec.console = "service"
-    try:
-        os.makedirs(LOG_DIR, mode=0o750, exist_ok=True)
-        if not os.access(LOG_DIR, os.W_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as exc:
-        raise RunnerError(
-            f"cannot write the console logs: {exc.strerror}",
-            subject=LOG_DIR,
-            hint="start runs as root and keeps each machine's console there",
-        ) from None
-    started = [_Starting(plan) for plan in ready]
-    deadline = time.monotonic() + timeout  # one for all: the machines start side by side
     failed = 0
-    for job in started:
-        try:
-            job.wait(deadline, timeout, block="--no-block" not in own)
-        except RootstrapError as exc:
-            from rootstrap.cli import report
-
-            failed = failed or exc.exit_code
-            report(exc, debug=False)
+    for exc in supervisor.start(plans, timeout, block=not p.flag("no_block")):
+        failed = failed or exc.exit_code
+        report(exc, debug=False)
     return failed
 
 
-class _Starting:
-    """One machine being started: a detached supervisor and the pipe it reports on."""
-
-    def __init__(self, plan: BootPlan) -> None:
-        self.plan = plan
-        self.machine = plan.machine
-        self.log = log_path(plan.machine)
-        self.supervisor = 0
-        read, write = os.pipe2(os.O_CLOEXEC)
-        middle = os.fork()
-        if middle == 0:  # pragma: no cover - runs in the child, its exit status is checked
-            os.close(read)
-            try:
-                os.setsid()
-                if os.fork() == 0:
-                    _supervise(plan, write, self.log)
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
-        os.close(write)
-        os.waitpid(middle, 0)
-        self.read = read
-
-    def wait(self, deadline: float, timeout: float, block: bool) -> None:
-        """Until READY=1 (not BLOCKing: until it is registered); RunnerError otherwise."""
-        import select
-
-        from rootstrap.runner import registry
-
-        buf = b""
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                # Not blocking, poll the registry for the entry the boot makes.
-                wait = max(left, 0) if block else min(max(left, 0), 0.02)
-                ready, _, _ = select.select([self.read], [], [], wait)
-                if not ready:
-                    if not block and registry.lookup(self.machine) is not None:
-                        return
-                    if left <= 0:
-                        self._timed_out(timeout)
-                    continue
-                chunk = os.read(self.read, 4096)
-                buf += chunk
-                if buf.startswith(b"P") and b"\n" in buf:
-                    line, _, buf = buf.partition(b"\n")
-                    self.supervisor = int(line[1:])
-                if b"R" in buf:
-                    return
-                if not chunk or b"E" in buf or b"X" in buf:
-                    self._failed(buf)
-        finally:
-            os.close(self.read)
-
-    def _failed(self, report: bytes) -> None:
-        text = report.decode(errors="replace")
-        message, hint = "it exited before it was up", None
-        if "E" in text:
-            body = text[text.index("E") + 1 :]
-            message, _, hint = body.partition("\n")
-        elif "X" in text:
-            code = text[text.index("X") + 1 :].strip()
-            message = f"its init exited (status {code}) before it was up"
-        raise RunnerError(
-            message,
-            subject=self.machine,
-            hint=hint or f"its console: {self.log}" + _tail_hint(self.log),
-        )
-
-    def _timed_out(self, timeout: float) -> None:
-        _kill_and_wait(self.machine, self.supervisor)
-        raise RunnerError(
-            f"not up within {timeout:g} s (no READY=1 from its init): stopped",
-            subject=self.machine,
-            hint=f"its console: {self.log}; --timeout SECS waits longer, --no-block not at all",
-        )
-
-
-def _tail_hint(path: str) -> str:
-    lines = tail(path, 3)
-    return "".join(f"\n  | {line}" for line in lines)
-
-
-def _supervise(plan: BootPlan, report: int, log: str) -> None:  # pragma: no cover - child
-    """The detached supervisor: stdio to the log, boot, say how it went on REPORT, exit."""
-    code = 1
-    try:
-        null = os.open(os.devnull, os.O_RDWR)
-        if os.path.exists(log):
-            os.replace(log, log + ".1")  # the previous run's console stays one start longer
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.close(null)
-        os.close(out)
-        # Nothing of the caller's stays open for the machine's lifetime (a pipe somebody
-        # waits on for its end, a lock): only stdio and the report pipe, as daemon(3) does.
-        os.closerange(3, report)
-        os.closerange(report + 1, 1 << 20)
-        os.write(report, b"P%d\n" % os.getpid())
-        os.write(1, f"-- rootstrap start {plan.machine}: {time.ctime()} --\n".encode())
-        from rootstrap.runner.boot import boot
-
-        code = boot(
-            plan.spec,
-            plan.machine,
-            init_args=plan.init_args,
-            network_veth=plan.network_veth,
-            network_bridge=plan.network_bridge,
-            on_ready=lambda: _say(report, b"R"),
-            fields={"log": log, "background": True},
-        )
-        _say(report, b"X%d" % code)
-    except RootstrapError as exc:
-        code = exc.exit_code
-        print(f"error: {exc}", file=sys.stderr)
-        _say(report, f"E{exc}\n{exc.hint or ''}".encode())
-    except BaseException as exc:
-        import traceback
-
-        traceback.print_exc()
-        _say(report, f"E{type(exc).__name__}: {exc}\n".encode())
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def _say(fd: int, data: bytes) -> None:
-    try:
-        os.write(fd, data)
-    except OSError:
-        pass  # the starter is gone (timed out or interrupted): nobody to tell
-
-
-def _pidfd(pid: int) -> int:
-    try:
-        return os.pidfd_open(pid)
-    except (OSError, ValueError):
-        return -1
-
-
-def _wait_gone(pidfds: list[int], deadline: float) -> bool:
-    """Until every process behind PIDFDS has exited (True) or DEADLINE passes (False)."""
-    import select
-
-    waiting = [fd for fd in pidfds if fd >= 0]
-    while waiting:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select(waiting, [], [], left)
-        waiting = [fd for fd in waiting if fd not in ready]
-    return True
-
-
-def _kill_and_wait(machine: str, supervisor: int, grace: float = 10.0) -> None:
-    """Kill MACHINE now and wait for its SUPERVISOR to clean up: SIGKILL to its init once
-    it is registered; before that, SIGTERM to the supervisor every 0.1 s (boot's second stop
-    signal kills; two sent at once may arrive as one, so keep sending). A supervisor still
-    there after GRACE is killed too (PDEATHSIG takes the machine down); then what it could
-    not clean up (its registry entry, console socket) is removed here."""
-    import signal
-
-    from rootstrap.runner import consoleserver, registry
-
-    watch = _pidfd(supervisor) if supervisor else -1
-    deadline = time.monotonic() + grace
-    try:
-        while True:
-            entry = registry.lookup(machine)
-            if entry is not None:
-                signal_gone_ok(entry.leader, signal.SIGKILL)
-            elif supervisor:
-                signal_gone_ok(supervisor, signal.SIGTERM)
-            if watch < 0 or _wait_gone([watch], time.monotonic() + 0.1):
-                break
-            if time.monotonic() > deadline:
-                signal_gone_ok(supervisor, signal.SIGKILL)
-                _wait_gone([watch], time.monotonic() + grace)
-                break
-    finally:
-        if watch >= 0:
-            os.close(watch)
-    if registry.lookup(machine) is None:  # drops a stale entry
-        consoleserver.drop(machine)
-
-
-# ------------------------------------------------------------------------------ stop
-
-
-def stop_main(args: list[str]) -> int:
+def stop_main(p: Parsed) -> int:
     """``rootstrap stop NAME...``: power off, wait for the supervisors to clean up."""
-    if not args or any(a in ("-h", "--help") for a in args):
-        print(START_USAGE, end="")
-        return 0 if args else 2
-    own, names = take_options(args, ("--timeout",), ("--no-block",))
-    timeout = _seconds(own["--timeout"], "--timeout") if "--timeout" in own else STOP_TIMEOUT
-    for name in names:
-        if name.startswith("-"):
-            raise UsageError(f"unknown option {name}", hint="see 'rootstrap stop --help'")
+    from rootstrap.machines import supervisor
+
+    timeout = _seconds(p, supervisor.STOP_TIMEOUT)
+    names = p.names()
     if not names:
         raise UsageError("stop needs a machine name", hint="rootstrap stop NAME...")
-    from rootstrap.runner import registry
-    from rootstrap.runner.boot import POWEROFF
-
-    machines = [registry.get(name) for name in names]  # all found, or nothing is sent
-    watches = [(m, _pidfd(int(m.get("rootstrap") or 0)), _pidfd(m.leader)) for m in machines]
-    try:
-        for m, _, _ in watches:
-            signal_gone_ok(m.leader, POWEROFF)
-        if "--no-block" in own:
-            return 0
-        deadline = time.monotonic() + timeout
-        late = []
-        for m, sup, lead in watches:
-            # Again every second: an init that has not installed its handlers yet (a machine
-            # stopped while it starts) ignores signals from outside its pid namespace, and
-            # systemd takes a repeated request for the same target as one.
-            while not _wait_gone([sup, lead], min(deadline, time.monotonic() + 1.0)):
-                if time.monotonic() >= deadline:
-                    late.append(m)
-                    break
-                signal_gone_ok(m.leader, POWEROFF)
-    finally:
-        for _, sup, lead in watches:
-            for fd in (sup, lead):
-                if fd >= 0:
-                    os.close(fd)
-    for m in late:
-        _kill_and_wait(m.name, int(m.get("rootstrap") or 0))
-    if late:
-        names_late = ", ".join(m.name for m in late)
-        raise RunnerError(
-            f"did not power off within {timeout:g} s: killed",
-            subject=names_late,
-            hint="--timeout SECS waits longer; its console log may say why",
-        )
+    supervisor.stop(names, timeout, block=not p.flag("no_block"))
     return 0
 
 
-def main(verb: str, args: list[str], store: str) -> int:
-    return start_main(args, store) if verb == "start" else stop_main(args)
+def main(verb: str, args: list[str], g: Globals) -> int:
+    from rootstrap.cli.verbs import BY_NAME
+
+    entry = BY_NAME[verb]
+    p = parse(verb, args, entry.options)
+    if p.help or (verb == "stop" and not args):
+        print(entry.usage(START_TEXT if verb == "start" else STOP_TEXT), end="")
+        return 0 if args else 2
+    return start_main(p, g.store) if verb == "start" else stop_main(p)

@@ -4,18 +4,21 @@ What ``run``/``boot`` would use after reading the machine's .nspawn file
 (rootstrap.machines.settings) and the options given here, as ``KEY=VALUE`` lines named after
 systemd.nspawn(5)'s keys (or ``--json``), with ``SettingsFile=`` (the file read, empty for none)
 and ``State=`` (running or stopped, from the registry). Lists are space-separated words, quoted
-as the settings file would need them. Lean like cli/lean.py: no typer, errors through its boundary.
+as the settings file would need them. Lean like cli/lean.py (its words are run's), no typer.
 """
 
 from __future__ import annotations
 
 from rootstrap.errors import RootstrapError
 
-SHOW_USAGE = """usage: rootstrap show (NAME | -D DIR) [run/boot options] [--json] [-- CMD...]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rootstrap.cli.options import Globals, Parsed
 
-The effective settings of machine NAME: its settings file (NAME.nspawn in /etc/systemd/nspawn,
-/run/systemd/nspawn or beside the image) merged with the options given, as systemd-nspawn
-merges them. Warnings about the file go to stderr; a malformed file is an error.
+SHOW_TEXT = """The effective settings of machine NAME: its settings file (NAME.nspawn in
+/etc/systemd/nspawn, /run/systemd/nspawn or beside the image) merged with the options given,
+as systemd-nspawn merges them. Warnings about the file go to stderr; a malformed file is an
+error.
 """
 
 
@@ -30,18 +33,16 @@ def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def effective(args: list[str], store: str) -> dict[str, object] | None:
-    """The effective settings for ``run``/``boot`` ARGS as a dict keyed by nspawn's names
-    (values: str, bool or list of str); None after printing the help. Raises as run does
-    for a bad option, a missing image or a malformed settings file. Cost: a few stat(2), the
-    settings file's parse, one registry read."""
+def effective(args: Parsed, store: str) -> dict[str, object]:
+    """The effective settings for ``run``/``boot`` words ARGS as a dict keyed by nspawn's
+    names (values: str, bool or list of str). Raises as run does for a bad option, a missing
+    image or a malformed settings file. Cost: a few stat(2), the settings file's parse, one
+    registry read."""
     from rootstrap.cli.lean import _immutable, prepare
     from rootstrap.rules import parse_boolean, parse_private_users
     from rootstrap.runner import registry
 
-    p = prepare(args, store, "show")
-    if p is None:
-        return None
+    p = prepare(args, args.bare[0] if args.bare else None, args.rest, store, "show")
     ns = p.ns
     parse_private_users(ns.private_users)  # refused here as run refuses it
     boot = bool(ns.boot)
@@ -82,17 +83,19 @@ def effective(args: list[str], store: str) -> dict[str, object] | None:
     }
 
 
-def main(args: list[str], store: str) -> int:
+def main(verb: str, args: list[str], g: Globals) -> int:
     """``rootstrap show``: print the effective settings (``--json``: one JSON object)."""
-    if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
-        print(SHOW_USAGE, end="")
+    from rootstrap.cli.lean import words
+    from rootstrap.cli.verbs import BY_NAME
+
+    # --json is show's anywhere before '--', even after the command's first word.
+    end = args.index("--") if "--" in args else len(args)
+    as_json = "--json" in args[:end]
+    p = words(verb, [a for i, a in enumerate(args) if not (a == "--json" and i < end)])
+    if p.help:
+        print(BY_NAME[verb].usage(SHOW_TEXT), end="")
         return 0
-    head = args[: args.index("--")] if "--" in args else args
-    as_json = "--json" in head
-    rest = [a for i, a in enumerate(args) if not (a == "--json" and i < len(head))]
-    values = effective(rest, store)
-    if values is None:
-        return 0
+    values = effective(p, g.store)
     if as_json:
         import json
 

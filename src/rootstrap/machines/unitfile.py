@@ -7,7 +7,7 @@ drop-in (``rootstrap@NAME.service.d/``) that replaces ExecStart and adds its sto
 RequiresMountsFor, so enabling machines from two stores never rewrites the other's command
 line.
 
-Text only: writing and enabling are rootstrap.cli.units. Standard library only, cheap.
+Text only: writing and enabling are rootstrap.machines.units. Standard library only, cheap.
 """
 
 from __future__ import annotations
