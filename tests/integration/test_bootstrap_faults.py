@@ -8,6 +8,7 @@ the fault-injecting server of tests/support/server.py, one server per test so it
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -120,3 +121,22 @@ def test_server_ignoring_range_still_gives_correct_files(mirror: Mirror, tmp_pat
     served = {hashlib.sha256(path.read_bytes()).hexdigest() for path in debs}
     kept = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (cache / "debs").iterdir()}
     assert kept == served
+
+
+@pytest.mark.hazard(35)
+def test_retry_after_is_waited_instead_of_the_backoff(mirror: Mirror, tmp_path: Path) -> None:
+    """Three 503s for InRelease, the third with Retry-After: 2. The command line's own backoff
+    waits 1 s, then 2 s, then would wait 4 s: the server's 2 s is what it waits instead."""
+    with FaultServer(mirror.archive.root) as srv:
+        srv.fault("*/InRelease", "status", code=503, count=2)
+        srv.fault("*/InRelease", "status", code=503, count=1, headers={"Retry-After": "2"})
+        done = rootstrap(
+            "--cache-dir", str(tmp_path / "cache"), "info", "bookworm",
+            "--mirror", srv.url, "--keyring", str(mirror.keyring),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        asked = [r for r in srv.requests if r.path.endswith("/InRelease")]
+    assert [r.fault for r in asked] == ["status", "status", "status", None]
+    waits = [later.time - earlier.time for earlier, later in itertools.pairwise(asked)]
+    assert 1.0 <= waits[0] < 1.8 and 2.0 <= waits[1] < 2.8, waits  # the backoff: 1 s, 2 s
+    assert 2.0 <= waits[2] < 2.8, waits  # Retry-After: 2, not the backoff's 4 s
