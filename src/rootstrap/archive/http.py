@@ -582,9 +582,8 @@ class Http:
                 # Not the rest of our file: ask for all of it next time (the bytes kept so far
                 # are rewound or skipped then, as for a 200).
                 progress.restart = True
-                raise _Transient(
-                    f"server resumed at byte {first} of {total}, not at {progress.received}"
-                )
+                of = f" of a {total}-byte file" if total is not None else ""
+                raise _Transient(f"server resumed at byte {first}{of}, not {progress.received}")
         elif resuming:
             # Range ignored (or If-Range said the file changed): the whole body again.
             if sink is not None:
