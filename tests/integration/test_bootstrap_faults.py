@@ -138,5 +138,6 @@ def test_retry_after_is_waited_instead_of_the_backoff(mirror: Mirror, tmp_path: 
         asked = [r for r in srv.requests if r.path.endswith("/InRelease")]
     assert [r.fault for r in asked] == ["status", "status", "status", None]
     waits = [later.time - earlier.time for earlier, later in itertools.pairwise(asked)]
-    assert 1.0 <= waits[0] < 1.8 and 2.0 <= waits[1] < 2.8, waits  # the backoff: 1 s, 2 s
-    assert 2.0 <= waits[2] < 2.8, waits  # Retry-After: 2, not the backoff's 4 s
+    # Upper bounds with a margin for a loaded machine, below what the backoff would wait next.
+    assert 1.0 <= waits[0] < 1.9 and 2.0 <= waits[1] < 3.6, waits  # the backoff: 1 s, 2 s
+    assert 2.0 <= waits[2] < 3.6, waits  # Retry-After: 2, not the backoff's 4 s

