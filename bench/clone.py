@@ -3,8 +3,8 @@
 
     python3 bench/clone.py [--rounds 5] [--source DIR]
 
-The image is a Debian bookworm minbase tree (the suite's cached one at
-/var/cache/rootstrap-test/bookworm-minbase, ~206 MB, ~7,000 files) or ``--source``. Each
+The image is a Debian bookworm minbase tree (the suite's cached one, the tests' debian_root at
+/var/cache/rootstrap-test/debootstrap-bookworm-minbase, ~206 MB, ~7,000 files) or ``--source``. Each
 filesystem is a fresh 2 GiB loop mount (sparse file, mkfs, mount), so the runs do not share a
 page cache with the rest of the machine's work. The image is imported once (a subvolume on
 btrfs). Then, per round and in alternating order, with ``sync`` before each timed run:
@@ -39,7 +39,7 @@ from tests.support.loopfs import loop_filesystem
 
 from rootstrap.store import Store
 
-MINBASE = Path("/var/cache/rootstrap-test/bookworm-minbase")
+MINBASE = Path("/var/cache/rootstrap-test/debootstrap-bookworm-minbase")
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -5,9 +5,9 @@ Usage: python3 bench/run.py [--runs 25] [--root DIR] [--json]
 Peers: ``systemd-nspawn --register=no --keep-unit -q -D ROOT /bin/true``,
 ``bwrap --bind ROOT / /bin/true`` and ``unshare -mpf chroot ROOT /bin/true``. Each round runs
 every command once in a shuffled order, so load changes hit all of them alike; the figures are
-medians over the rounds. ROOT defaults to the Debian minbase tree the ns tests cache
-(/var/cache/rootstrap-test/bookworm-minbase). The target (issue 5) is rootstrap ≤ 0.5 ×
-nspawn.
+medians over the rounds. ROOT defaults to the Debian minbase tree the tests cache
+(debian_root: /var/cache/rootstrap-test/debootstrap-bookworm-minbase). The target (issue 5)
+is rootstrap ≤ 0.5 × nspawn.
 
 Three rootstrap rows: the installed entry point (what a user types); the same script under
 ``python -S`` with PYTHONPATH, which skips the interpreter's site-packages .pth hooks (on this
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-DEFAULT_ROOT = Path("/var/cache/rootstrap-test/bookworm-minbase")
+DEFAULT_ROOT = Path("/var/cache/rootstrap-test/debootstrap-bookworm-minbase")
 API = "runner.run() (warm, in-process)"
 
 

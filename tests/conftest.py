@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.testcache import TEST_CACHE
+
 STRICT = os.environ.get("CI") == "true" or os.environ.get("ROOTSTRAP_STRICT") == "1"
 
 pytest_plugins = ["tests.support.fixtures"]
+
+# A command line a test runs without --cache-dir fills a cache in the test cache (fresh under
+# CI), never the host's own /var/cache/rootstrap.
+os.environ["ROOTSTRAP_CACHE"] = str(TEST_CACHE / "cli-cache")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from rootstrap.recipes import host_mirror
+from tests.support.testcache import TEST_CACHE
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 MIRROR = host_mirror("debian")
-CACHE = Path("/var/cache/rootstrap-test/debs")
+CACHE = TEST_CACHE / "debs"
 
 
 def rootstrap(*args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +22,7 @@ from rootstrap.archive import Archive, open_archive
 from rootstrap.archive.http import Http
 from rootstrap.resolve import Plan, resolve
 from rootstrap.resolve.relations import relations
+from tests.support.testcache import TEST_CACHE
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -71,7 +71,7 @@ def _mirror() -> str:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    cache = Path("/var/tmp/rootstrap-e2e-cache")
+    cache = TEST_CACHE / "e2e-resolve"
     cache.mkdir(parents=True, exist_ok=True)
     with Http() as http:
         yield open_archive(

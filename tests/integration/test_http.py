@@ -229,6 +229,38 @@ def test_absurd_retry_after_aborts_at_once(srv: FaultServer, http: Http) -> None
     assert info.value.status == 503
 
 
+@pytest.mark.hazard(35)
+def test_retry_after_replaces_the_backoff(srv: FaultServer) -> None:
+    """The server's word, not our guess: 1 s asked, 1 s waited, though the backoff says 5."""
+    srv.fault("*.deb", "status", code=503, count=1, headers={"Retry-After": "1"})
+    with Http(timeout=2, retries=1, backoff=5) as client:
+        body = b"".join(client.stream(deb_url(srv), size=len(DATA), sha256=SHA, max_size=1 << 30))
+    assert body == DATA
+    first, second = srv.requests
+    assert 1.0 <= second.time - first.time < 4.0  # margin for a loaded machine; 5 s fails
+
+
+@pytest.mark.hazard(35)
+def test_retry_after_is_capped(srv: FaultServer, tmp_path: Path) -> None:
+    srv.fault("*.deb", "status", code=503, count=1, headers={"Retry-After": "120"})
+    with Http(timeout=2, retries=1, backoff=5, max_retry_wait=0.5) as client:
+        client.download(deb_url(srv), tmp_path / "f.deb", size=len(DATA), sha256=SHA)
+    first, second = srv.requests
+    assert 0.5 <= second.time - first.time < 4.0  # margin for a loaded machine; 5 s fails
+
+
+@pytest.mark.hazard(35)
+def test_retry_after_waits_use_up_the_retries(srv: FaultServer, tmp_path: Path) -> None:
+    srv.fault("*.deb", "status", code=503, headers={"Retry-After": "0"})
+    with Http(timeout=2, retries=2, backoff=5) as client:
+        start = time.monotonic()
+        with pytest.raises(DownloadError, match=r"HTTP 503.*gave up after 3 tries"):
+            client.download(deb_url(srv), tmp_path / "f.deb", size=len(DATA), sha256=SHA)
+    assert time.monotonic() - start < 8  # "0" was honoured: no 5 + 10 s of backoff
+    assert len(srv.requests) == 3
+    assert not (tmp_path / "f.deb").exists() and not (tmp_path / "f.deb.partial").exists()
+
+
 # -- HAZARDS 38: bodies larger than promised --------------------------------------------------
 
 
@@ -275,6 +307,37 @@ def test_short_read_resumed_with_range_and_if_range(
     second = srv.requests[1]
     assert second.headers["Range"] == "bytes=100000-"
     assert second.headers["If-Range"]  # the ETag of the first answer
+
+
+@pytest.mark.hazard(39)
+def test_a_resume_fetches_only_the_rest(srv: FaultServer, http: Http, tmp_path: Path) -> None:
+    """Cut off halfway: the second request asks for the second half and gets only that, so
+    the file crosses the wire once in all (a restart would cost 1.5 times)."""
+    srv.fault("*.deb", "truncate", count=1)
+    http.download(deb_url(srv), tmp_path / "f.deb", size=len(DATA), sha256=SHA)
+    assert (tmp_path / "f.deb").read_bytes() == DATA
+    cut, rest = srv.requests
+    assert cut.sent == len(DATA) // 2
+    assert rest.headers["Range"] == f"bytes={len(DATA) // 2}-"
+    assert cut.sent + rest.sent == len(DATA)
+
+
+@pytest.mark.hazard(39)
+@pytest.mark.parametrize("how", ["download", "stream"])
+def test_resume_answered_at_another_byte_starts_over(
+    srv: FaultServer, http: Http, tmp_path: Path, how: str
+) -> None:
+    """A 206 whose Content-Range does not start where we asked is not the rest of our file:
+    the next request asks for all of it (no Range), and the whole file is what we keep."""
+    srv.fault("*.deb", "truncate", after=100_000, count=1)
+    srv.fault("*.deb", "shifted_range", shift=1000, count=1)
+    if how == "download":
+        http.download(deb_url(srv), tmp_path / "f.deb", size=len(DATA), sha256=SHA)
+        assert (tmp_path / "f.deb").read_bytes() == DATA
+    else:
+        chunks = http.stream(deb_url(srv), size=len(DATA), sha256=SHA, max_size=1 << 30)
+        assert b"".join(chunks) == DATA
+    assert [r.headers["Range"] for r in srv.requests] == [None, "bytes=100000-", None]
 
 
 @pytest.mark.hazard(39)

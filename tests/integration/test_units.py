@@ -21,6 +21,7 @@ import pytest
 from rootstrap.machines import unitfile, units
 from rootstrap.paths import DEFAULT_STORE
 from tests.conftest import tree_digest
+from tests.support.fixtures import BOOT_IMAGE, make_busybox_root
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 SYSTEMCTL = shutil.which("systemctl")
@@ -465,17 +466,17 @@ class SystemdContainer:
 
 
 @pytest.fixture(scope="module")
-def systemd_container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdContainer]:
+def systemd_container(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[SystemdContainer]:
     if shutil.which("systemd-nspawn") is None or shutil.which("nsenter") is None:
         pytest.skip("systemd-nspawn (systemd-container) or nsenter is not installed")
     if os.geteuid() != 0:
         pytest.skip("needs root (boots a container)")
-    from tests.ns.test_boot import IMAGE, STORE, boot_store
-
-    store = boot_store.__wrapped__()  # type: ignore[attr-defined]
-    assert store == STORE
+    # Asked for only now: building the image is wasted on a host that skips above.
+    store: Path = request.getfixturevalue("boot_store")
     rwstore = tmp_path_factory.mktemp("rwstore")
-    box = SystemdContainer(store / IMAGE, rwstore)
+    box = SystemdContainer(store / BOOT_IMAGE, rwstore)
     try:
         yield box
     finally:
@@ -586,28 +587,34 @@ def test_disable_usage() -> None:
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_service_boots_and_stops_cleanly(systemd_container: SystemdContainer) -> None:
+def test_service_boots_and_stops_cleanly(
+    systemd_container: SystemdContainer, boot_store: Path
+) -> None:
     """The unit at work under a real systemd: 'enable --now' returns once the machine's init
     reported READY=1 (Type=notify), the console is in the journal, and 'systemctl stop'
     (SIGTERM to rootstrap alone, KillMode=mixed) halts the machine cleanly, well within
     TimeoutStopSec, leaving no process and no mount behind."""
-    from tests.ns.test_boot import IMAGE, STORE
-
     subprocess.run(
-        ["cp", "-a", "--reflink=auto", str(STORE / IMAGE), str(systemd_container.rwstore)],
+        [
+            "cp",
+            "-a",
+            "--reflink=auto",
+            str(boot_store / BOOT_IMAGE),
+            str(systemd_container.rwstore),
+        ],
         check=True,
         timeout=300,
     )
     box = systemd_container
     rs = f"{sys.executable} -m rootstrap --store /srv/rwstore"
-    unit = unitfile.instance(IMAGE)
-    done = box.sh(f"{rs} enable --now {IMAGE}", timeout=180)
+    unit = unitfile.instance(BOOT_IMAGE)
+    done = box.sh(f"{rs} enable --now {BOOT_IMAGE}", timeout=180)
     journal = box.sh(f"journalctl -q -u {unit} --no-pager").stdout
     assert done.returncode == 0, done.stderr + journal
     state = box.sh(f"systemctl show {unit} -p ActiveState -p SubState -p MainPID").stdout
     assert "ActiveState=active" in state and "SubState=running" in state, state
     listed = box.sh(f"{rs} list").stdout
-    assert IMAGE in listed, listed
+    assert BOOT_IMAGE in listed, listed
     assert "Reached target" in box.sh(f"journalctl -q -u {unit} --no-pager").stdout
 
     started = time.monotonic()
@@ -617,10 +624,10 @@ def test_service_boots_and_stops_cleanly(systemd_container: SystemdContainer) ->
     assert took < 30, f"stop took {took:.1f} s: the machine did not halt on SIGTERM"
     result = box.sh(f"systemctl show {unit} -p Result -p ExecMainStatus").stdout.split()
     assert result == ["Result=success", "ExecMainStatus=0"], result
-    assert IMAGE not in box.sh(f"{rs} list").stdout
+    assert BOOT_IMAGE not in box.sh(f"{rs} list").stdout
     mounts = box.sh("cat /proc/self/mountinfo").stdout
     assert "/srv/rwstore/" not in mounts, mounts
-    assert box.sh(f"{rs} disable {IMAGE}").returncode == 0
+    assert box.sh(f"{rs} disable {BOOT_IMAGE}").returncode == 0
 
 
 @needs_root
@@ -629,8 +636,6 @@ def test_runner_under_a_shared_root(tmp_path: Path) -> None:
     so at boot). rootstrap run must work there and leave no mount in the caller's
     namespace (it failed with pivot_root EINVAL and leaked proc, sys, dev... before the
     runner made its open_tree clones private)."""
-    from tests.ns.conftest import make_busybox_root
-
     root = make_busybox_root(tmp_path / "bb")
     script = (
         "mount --make-rshared / && "

@@ -17,6 +17,7 @@ import pytest
 from rootstrap.errors import UnpackError
 from rootstrap.unpack.extract import Policy, extract_deb, extract_many, extract_tar, remove_tree
 from tests.support.debs import DebSpec, TarEntry, build_deb, crafted_deb, raw_tar, zeros_tar
+from tests.support.testcache import TEST_CACHE
 
 MTIME = 1_700_000_000
 
@@ -406,7 +407,7 @@ def test_memory_stays_bounded_for_a_big_file(tmp_path: Path) -> None:
 # --- fidelity against dpkg-deb -x on real Debian packages ---------------------------------------
 
 FIDELITY_PACKAGES = ["iputils-ping", "passwd", "mount", "libc6", "tzdata", "util-linux"]
-CACHE = Path("/var/tmp/rootstrap-test-debs")
+CACHE = TEST_CACHE / "apt-download"  # apt-get download keeps them here between runs
 
 
 def _snapshot(root: Path) -> dict[str, tuple[object, ...]]:

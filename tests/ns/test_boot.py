@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.ns.conftest import CACHE, make_busybox_root, rootstrap
+from tests.ns.conftest import rootstrap
+from tests.support.fixtures import BOOT_IMAGE as IMAGE
+from tests.support.fixtures import make_busybox_root
+from tests.support.testcache import TEST_CACHE
 
-STORE = CACHE / "boot-store"
-IMAGE = "boot"
 REGISTRY = Path("/run/rootstrap/machines")
 # Machine names are global on the host: another session's test run must not collide with ours.
 SUFFIX = f"-{os.getpid() % 100000}"
@@ -33,31 +34,6 @@ def uniq(name: str) -> str:
 
 
 pytestmark = [pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def boot_store() -> Path:
-    """A store holding IMAGE: rootstrap bootstrap bookworm --include systemd-sysv,dbus from
-    the host's mirror, made once and cached (tests boot it --ephemeral: never changed)."""
-    STORE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (STORE / IMAGE / "sbin/init").is_symlink():
-            shutil.rmtree(STORE / IMAGE, ignore_errors=True)
-            result = rootstrap(
-                "--store",
-                str(STORE),
-                "--cache-dir",
-                str(CACHE / "rs-cache"),
-                "bootstrap",
-                "bookworm",
-                IMAGE,
-                "--include",
-                "systemd-sysv,dbus",
-                timeout=900,
-            )
-            assert result.returncode == 0, result.stderr
-    return STORE
 
 
 def _cgroup_dir(name: str) -> Path:
@@ -159,7 +135,7 @@ class Machine:
 def _host_mounts() -> list[str]:
     """The host's mounts that a machine could have left: on or below an image, /run/host,
     the cgroup, the registry (other sessions mount and unmount elsewhere meanwhile)."""
-    marks = (str(CACHE), "/run/host", "/run/rootstrap", "/sys/fs/cgroup", "/var/tmp")
+    marks = (str(TEST_CACHE), "/run/host", "/run/rootstrap", "/sys/fs/cgroup", "/var/tmp")
     with open("/proc/self/mountinfo") as f:
         points = (line.split(" - ")[0].split(" ", 4)[4] for line in f)
         return sorted(p for p in points if any(mark in p for mark in marks))
@@ -544,13 +520,14 @@ def debootstrap_boot_root() -> Path:
     """A bookworm tree made by debootstrap (minbase + systemd-sysv, dbus), cached."""
     from rootstrap.recipes import host_mirror
 
-    target = CACHE / "debootstrap-bookworm-boot"
-    with open(CACHE / ".lock", "w") as lock:
+    target = TEST_CACHE / "debootstrap-bookworm-boot"
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(TEST_CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "sbin/init").is_symlink():
             if shutil.which("debootstrap") is None:
                 pytest.skip("debootstrap is not installed")
-            tmp = CACHE / ".tmp-debootstrap-bookworm-boot"
+            tmp = TEST_CACHE / ".tmp-debootstrap-bookworm-boot"
             shutil.rmtree(tmp, ignore_errors=True)
             subprocess.run(
                 [

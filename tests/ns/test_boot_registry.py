@@ -14,7 +14,7 @@ import pytest
 
 from rootstrap.runner import registry
 from tests.ns.conftest import rootstrap
-from tests.ns.test_boot import REGISTRY, Machine, _cgroup_dir, boot_store, uniq  # noqa: F401
+from tests.ns.test_boot import REGISTRY, Machine, _cgroup_dir, uniq
 
 
 def _dead_pid() -> int:
@@ -56,7 +56,7 @@ def test_a_live_name_cannot_be_registered_twice(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.hazard(95)
-def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -> None:  # noqa: F811
+def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -> None:
     """SIGKILL to rootstrap: the machine dies with it (PDEATHSIG on its init), `list` drops
     the stale entry, and the next boot of that name clears the leftover cgroup."""
     with Machine(boot_store, uniq("t-sigkill"), "--console=read-only") as m:
@@ -80,7 +80,7 @@ def test_sigkilled_boot_leaves_a_stale_entry_that_is_dropped(boot_store: Path) -
 
 @pytest.mark.slow
 @pytest.mark.hazard(99)
-def test_writable_boot_of_a_running_image_is_busy(boot_store: Path) -> None:  # noqa: F811
+def test_writable_boot_of_a_running_image_is_busy(boot_store: Path) -> None:
     """An ephemeral boot holds the image shared; a writable boot of it fails at once."""
     with Machine(boot_store, uniq("t-busy"), "--console=read-only") as m:
         m.wait_registered()

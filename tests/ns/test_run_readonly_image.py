@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ns.conftest import make_busybox_root, rootstrap
+from tests.ns.conftest import rootstrap
+from tests.support.fixtures import make_busybox_root
 
 
 @pytest.mark.hazard(77)

@@ -1,8 +1,9 @@
 """Machines as services (issue 10): ``start`` in the background, ``list``, ``status``,
 ``login`` to the console, ``stop``; failures and stale entries leave nothing behind.
 
-The machines boot the rootstrap-made image of tests/ns/test_boot.py (``--include
-systemd-sysv,dbus`` from the host's mirror), ephemeral (-x) so the cached image never changes.
+The machines boot the rootstrap-made image of ``boot_store`` (tests/support/fixtures.py:
+``--include systemd-sysv,dbus`` from the host's mirror), ephemeral (-x) so the cached image
+never changes.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import pytest
 from tests.ns import test_boot
 from tests.ns.conftest import rootstrap
 from tests.ns.test_boot import IMAGE, REGISTRY, _cgroup_dir, _host_mounts, _read_until, uniq
-
-boot_store = test_boot.boot_store  # the session fixture: one cached bootable image
 
 pytestmark = [pytest.mark.slow]
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ns.conftest import make_busybox_root, rootstrap
+from tests.ns.conftest import rootstrap
+from tests.support.fixtures import make_busybox_root
 
 RUN_DIR = Path("/run/systemd/nspawn")
 _count = itertools.count()

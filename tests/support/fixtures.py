@@ -1,4 +1,5 @@
-"""Fixtures shared across the suite: keys, signed local archives, fault-injecting servers.
+"""Fixtures shared across the suite: keys, signed local archives, fault-injecting servers, and
+the roots and images tests run things in.
 
 Registered for every test by tests/conftest.py. Use them by name::
 
@@ -15,12 +16,24 @@ Registered for every test by tests/conftest.py. Use them by name::
         srv = fault_server(arch.root)              # stopped at teardown
         arch.resign(key=other_key)
 
-Session-scoped: ``test_key``, ``other_key`` (unrelated), ``expired_key`` (EXPKEYSIG).
-``MIRROR_PACKAGES`` is the spec list ``local_mirror`` serves (names in its docstring).
+    def test_z(bb_root, debian_root, boot_store):
+        bb_root                                    # a fresh busybox-static root (writable)
+        debian_root                                # debootstrap's bookworm minbase (read it only)
+        boot_store / BOOT_IMAGE                    # rootstrap's bookworm + systemd-sysv, dbus
+
+Session-scoped: ``test_key``, ``other_key`` (unrelated), ``expired_key`` (EXPKEYSIG),
+``debian_root`` and ``boot_store``. The last two are made on demand from the host's mirror and
+kept in TEST_CACHE (tests/support/testcache.py) between sessions; whichever test asks first
+makes them, in any directory and any order. ``MIRROR_PACKAGES`` is the spec list
+``local_mirror`` serves (names in its docstring).
 """
 
 from __future__ import annotations
 
+import fcntl
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +43,18 @@ import pytest
 
 from tests.support.archive import Archive, TestKey, build_archive
 from tests.support.debs import DebSpec
+from tests.support.realdebs import debootstrap_tree
 from tests.support.server import FaultServer
+from tests.support.testcache import TEST_CACHE
 
-__all__ = ["MIRROR_PACKAGES", "MIRROR_UPDATES", "LocalMirror"]
+__all__ = [
+    "BOOT_IMAGE",
+    "BOOT_STORE",
+    "MIRROR_PACKAGES",
+    "MIRROR_UPDATES",
+    "LocalMirror",
+    "make_busybox_root",
+]
 
 _SH = "#!/bin/sh\nset -e\n"
 
@@ -246,3 +268,72 @@ def local_mirror(
         codename="bookworm",
         start_server=fault_server,
     )
+
+
+# -- roots to run things in -----------------------------------------------------------------
+
+BUSYBOX = Path("/bin/busybox")
+#: The store ``boot_store`` keeps its image in, and the image's name.
+BOOT_STORE = TEST_CACHE / "boot-store"
+BOOT_IMAGE = "boot"
+
+
+def make_busybox_root(root: Path) -> Path:
+    """A minimal root: static busybox with its applet links, passwd/group, API mount points."""
+    if not BUSYBOX.exists():
+        pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin/busybox")
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    for name in ("etc", "proc", "sys", "dev", "tmp", "run", "root", "mnt", "usr"):
+        (root / name).mkdir(exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    (root / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"
+    )
+    (root / "etc/group").write_text("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
+    (root / "etc/os-release").write_text('ID=busybox\nNAME="busybox test root"\n')
+    return root
+
+
+@pytest.fixture
+def bb_root(tmp_path: Path) -> Path:
+    """A fresh busybox root per test (tests may write into it)."""
+    return make_busybox_root(tmp_path / "bbroot")
+
+
+@pytest.fixture(scope="session")
+def debian_root() -> Path:
+    """``debootstrap --variant=minbase bookworm`` from the host's mirror, made on first use and
+    kept in TEST_CACHE (the tree test_bootstrap_compare.py compares with). Cost: ~1 min cold.
+
+    Tests must not change it: run it read-only or ephemeral."""
+    try:
+        return debootstrap_tree("bookworm", "minbase")
+    except LookupError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def boot_store() -> Path:
+    """BOOT_STORE holding BOOT_IMAGE: ``rootstrap bootstrap bookworm --include systemd-sysv,dbus``
+    from the host's mirror, made on first use and kept in TEST_CACHE (tests boot it
+    ``--ephemeral``: never changed). Cost: ~1-2 min cold."""
+    BOOT_STORE.mkdir(parents=True, exist_ok=True)
+    with open(TEST_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions must not build it at once
+        if not (BOOT_STORE / BOOT_IMAGE / "sbin/init").is_symlink():
+            shutil.rmtree(BOOT_STORE / BOOT_IMAGE, ignore_errors=True)
+            result = subprocess.run(
+                [sys.executable, "-m", "rootstrap", "--store", str(BOOT_STORE),
+                 "--cache-dir", str(TEST_CACHE / "rs-cache"),
+                 "bootstrap", "bookworm", BOOT_IMAGE, "--include", "systemd-sysv,dbus"],
+                capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+    return BOOT_STORE

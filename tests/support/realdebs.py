@@ -7,10 +7,11 @@
     tree = debootstrap_tree()              # `debootstrap --variant=minbase bookworm`, cached
 
 The .debs come from the host's Debian mirror through rootstrap's own path (open_archive,
-resolve, fetch_all: signature and hashes verified) into ``/var/cache/rootstrap-test/debs`` (the
-DebCache layout the e2e and Ubuntu fixtures share), so a second session pays nothing. The
-local archive is bookworm-shaped (Codename bookworm, Suite stable) so ``bootstrap bookworm``
-runs against it with ``--mirror http://127.0.0.1:PORT/ --keyring KEYRING``.
+resolve, fetch_all: signature and hashes verified) into ``TEST_CACHE/debs``
+(tests/support/testcache.py; the DebCache layout the e2e and Ubuntu fixtures share), so a second
+session pays nothing. The local archive is bookworm-shaped (Codename bookworm, Suite stable)
+so ``bootstrap bookworm`` runs against it with ``--mirror http://127.0.0.1:PORT/ --keyring
+KEYRING``.
 
 The crafted packages (:data:`CRAFTED`, each opt-in with ``--include NAME``):
 
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from tests.support.archive import Archive, TestKey, build_archive
 from tests.support.debs import DebSpec, TarEntry, crafted_deb, raw_tar
+from tests.support.testcache import TEST_CACHE
 
 __all__ = [
     "CRAFTED",
@@ -51,8 +53,6 @@ __all__ = [
     "minbase_debs",
     "planted_spec",
 ]
-
-TEST_CACHE = Path("/var/cache/rootstrap-test")
 
 _SH = "#!/bin/sh\nset -e\n"
 

@@ -11,8 +11,8 @@
         srv.requests[-1].headers["Range"]
 
 Fault kinds (``pattern`` is an fnmatch glob on the URL path, e.g. ``/dists/*/InRelease`` or
-``*.deb``; every kind takes ``count=N`` = only the first N matching requests fail, and
-``delay=seconds`` before answering):
+``*.deb``; every kind takes ``count=N`` = only the first N matching requests fail (with
+``per_path=True``: the first N requests of each path), and ``delay=seconds`` before answering):
 
 - ``status``: ``code=503``, ``headers={}``, ``body=b""``
 - ``wrong_bytes``: ``offset=None`` (middle) or a list of offsets whose bytes are flipped
@@ -24,14 +24,17 @@ Fault kinds (``pattern`` is an fnmatch glob on the URL path, e.g. ``/dists/*/InR
 - ``redirect_loop``: ``cycle=3`` (A→A?hop=1→A?hop=2→A), ``cycle=0`` an endless chain
 - ``html``: a captive-portal page with 200 (``body=`` to override)
 - ``ignore_range``: answers 200 with the whole file to a Range request
+- ``shifted_range``: ``shift=1000``: answers a Range request for byte N with 206 from byte
+  N-SHIFT (a Content-Range that does not start where the client asked)
 - ``reset``: closes the connection with a TCP RST, no response
 - ``content``: serves ``data=b"..."`` (200, Range works) instead of the file
 
 ``FaultServer(root, tls=True)`` serves HTTPS with a throwaway self-signed certificate
 (``srv.ca_file`` to trust it) for HTTPS→HTTP redirect tests. Requests are logged in
 ``srv.requests`` (``LoggedRequest``: method, path with query, case-insensitive headers, the
-fault kind applied or None); ``srv.fault(...)`` returns the ``Fault`` (``.hits`` counts its
-uses); ``srv.clear()`` drops faults and the log; ``srv.url_for(path_or_file)`` builds URLs.
+fault kind applied or None, when it arrived (``time.monotonic()``), body bytes sent);
+``srv.fault(...)`` returns the ``Fault`` (``.hits`` counts its uses); ``srv.clear()`` drops
+faults and the log; ``srv.url_for(path_or_file)`` builds URLs.
 Two servers on one root (``FaultServer(root)`` twice) make a primary and a fallback mirror.
 """
 
@@ -50,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +72,7 @@ FAULT_KINDS = frozenset(
         "redirect_loop",
         "html",
         "ignore_range",
+        "shifted_range",
         "reset",
         "content",
     }
@@ -88,6 +93,8 @@ class LoggedRequest:
     path: str  # URL path with query, as sent
     headers: email.message.Message  # case-insensitive: headers["range"]
     fault: str | None = None  # the fault kind applied, if any
+    time: float = field(default_factory=time.monotonic)  # when it arrived
+    sent: int = 0  # body bytes written (headers not counted)
 
 
 @dataclass
@@ -97,11 +104,24 @@ class Fault:
     params: dict[str, Any]
     count: int | None = None
     hits: int = 0
+    per_path: bool = False  # COUNT applies to each path on its own
+    hits_by_path: dict[str, int] = field(default_factory=dict)
 
     def matches(self, path: str) -> bool:
         return fnmatch.fnmatchcase(path, self.pattern) or fnmatch.fnmatchcase(
             path.lstrip("/"), self.pattern
         )
+
+    def take(self, path: str) -> bool:
+        """Whether this fault applies to this request of PATH (then it is used up once)."""
+        if not self.matches(path):
+            return False
+        used = self.hits_by_path.get(path, 0) if self.per_path else self.hits
+        if self.count is not None and used >= self.count:
+            return False
+        self.hits += 1
+        self.hits_by_path[path] = self.hits_by_path.get(path, 0) + 1
+        return True
 
 
 @dataclass
@@ -119,6 +139,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "rootstrap-test"
     sys_version = ""
     state: _State  # set on the subclass made per server
+    _logged: LoggedRequest  # the log entry of the request being answered
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -151,10 +172,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _pick_fault(self, path: str) -> Fault | None:
         with self.state.lock:
             for fault in self.state.faults:
-                if fault.matches(path) and (fault.count is None or fault.hits < fault.count):
-                    fault.hits += 1
+                if fault.take(path):
                     return fault
         return None
+
+    def _body(self, data: bytes) -> None:
+        """Write body bytes, counted in this request's log entry."""
+        self.wfile.write(data)
+        self._logged.sent += len(data)
 
     def _file(self, urlpath: str) -> Path | None:
         rel = urllib.parse.unquote(urlpath).lstrip("/")
@@ -186,16 +211,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             hdrs.append(("Content-Type", "text/plain"))
         self._raw_headers(code, hdrs)
         if not head:
-            self.wfile.write(body)
+            self._body(body)
 
     def _serve(self, head: bool) -> None:
         url = urllib.parse.urlsplit(self.path)
         path = url.path
         fault = self._pick_fault(path)
+        self._logged = LoggedRequest(
+            self.command, self.path, self.headers, fault.kind if fault else None
+        )
         with self.state.lock:
-            self.state.requests.append(
-                LoggedRequest(self.command, self.path, self.headers, fault.kind if fault else None)
-            )
+            self.state.requests.append(self._logged)
         params: dict[str, Any] = dict(fault.params) if fault else {}
         if params.get("delay"):
             self.state.stopping.wait(float(params["delay"]))
@@ -272,6 +298,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             if parsed is not None:
                 code, (start, end) = 206, parsed
+                if kind == "shifted_range":
+                    start = max(0, start - int(params.get("shift", 1000)))
         body = data[start:end]
         hdrs = list(common)
         if code == 206:
@@ -298,7 +326,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             cut = len(body) // 2 if after is None else int(after)
             self._raw_headers(code, [*hdrs, ("Content-Length", str(len(body)))])
             if not head:
-                self.wfile.write(body[:cut])
+                self._body(body[:cut])
                 self.wfile.flush()
             self.close_connection = True
             return
@@ -311,7 +339,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             for pos in range(0, len(body), chunk):
                 try:
-                    self.wfile.write(body[pos : pos + chunk])
+                    self._body(body[pos : pos + chunk])
                     self.wfile.flush()
                 except OSError:
                     return
@@ -319,13 +347,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return
             return
         try:
-            self.wfile.write(body)
+            self._body(body)
         except OSError:
             self.close_connection = True
 
     def _write_chunk(self, data: bytes) -> bool:
         try:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.write(f"{len(data):x}\r\n".encode())
+            self._body(data)
+            self.wfile.write(b"\r\n")
             self.wfile.flush()
         except OSError:
             return False
@@ -409,7 +439,15 @@ class FaultServer:
 
     # --- faults and log ------------------------------------------------------------------
 
-    def fault(self, pattern: str, kind: str, *, count: int | None = None, **params: Any) -> Fault:
+    def fault(
+        self,
+        pattern: str,
+        kind: str,
+        *,
+        count: int | None = None,
+        per_path: bool = False,
+        **params: Any,
+    ) -> Fault:
         """Add a fault for URL paths matching PATTERN (first added wins); returns it."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(FAULT_KINDS)}")
@@ -417,7 +455,7 @@ class FaultServer:
             raise ValueError("redirect needs location=")
         if kind == "content" and "data" not in params:
             raise ValueError("content needs data=")
-        fault = Fault(pattern, kind, params, count)
+        fault = Fault(pattern, kind, params, count, per_path=per_path)
         with self._state.lock:
             self._state.faults.append(fault)
         return fault

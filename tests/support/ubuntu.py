@@ -32,10 +32,11 @@ archive):
 
 ``repacked_debian_minbase()`` makes the set a bootstrap turns into a *running* system: Debian
 bookworm's minbase, downloaded once through rootstrap's own verified path from the host's
-Debian mirror into ``/var/cache/rootstrap-test``, each package repacked with zstd members and
-its control fields kept, except: ``libapt-pkg6.0`` becomes ``libapt-pkg6.0t64`` (Provides the
-old name at its version, as Ubuntu's t64 libraries do; ``apt`` still depends on the old name),
-and ``base-files`` claims Ubuntu's os-release. Cost: ~20 s the first time, ~0.1 s cached.
+Debian mirror into ``TEST_CACHE`` (tests/support/testcache.py), each package repacked with zstd
+members and its control fields kept, except: ``libapt-pkg6.0`` becomes ``libapt-pkg6.0t64``
+(Provides the old name at its version, as Ubuntu's t64 libraries do; ``apt`` still depends on
+the old name), and ``base-files`` claims Ubuntu's os-release. Cost: ~20 s the first time,
+~0.1 s cached.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from pathlib import Path
 
 from tests.support.archive import Archive, Dist, TestKey, build_archive
 from tests.support.debs import DebSpec, build_deb, compress
+from tests.support.testcache import TEST_CACHE
 
 __all__ = [
     "PHASED",
@@ -489,8 +491,6 @@ def _value(lines: list[bytes], key: bytes) -> str:
 # ---------------------------------------------------------------------------------------------
 # Real packages: Debian bookworm's minbase, repacked as Ubuntu ships them.
 
-#: Shared with the Debian end-to-end tests (same DebCache layout: ``debs/`` below it).
-TEST_CACHE = Path("/var/cache/rootstrap-test")
 #: Bump when the repacking edits change, so cached repacks are rebuilt.
 REPACK_VERSION = "1"
 

@@ -9,8 +9,13 @@ plain http mirrors are fine and every body is hashed while it streams.
 Fault handling follows apt's acquire methods (HAZARDS rows 34–45):
 
 * transient faults (connect refused, DNS, timeouts, resets, short reads, 5xx, 408, 429) are retried
-  with exponential backoff (1, 2, 4 s, cap 30 s) plus jitter; 429/503 ``Retry-After`` is honoured;
-* a body that breaks off is resumed with ``Range`` + ``If-Range``; the final hash decides;
+  with exponential backoff (1, 2, 4 s, cap 30 s) plus jitter; a ``Retry-After`` (seconds or an
+  HTTP date) replaces the backoff, capped at ``max_retry_wait`` (30 s), and each such wait uses
+  up a retry like any other; one over 300 s is an outage and fails at once;
+* a body that breaks off is resumed with ``Range`` + ``If-Range`` from the bytes already kept
+  (their hash continues): a 206 whose ``Content-Range`` starts there continues the body, a 200
+  (the server ignores Range, or If-Range says the file changed) or a 206 elsewhere starts it
+  over; the SHA256 is always of the whole file;
 * no body may grow past the size the signed index promises: a larger ``Content-Length`` is
   refused before reading, an endless body is cut at the expected size;
 * redirects are followed by hand: control characters in ``Location`` (CVE-2019-3462), https→http,
@@ -71,9 +76,10 @@ class HttpStatusError(DownloadError):
 
 
 class _Transient(Exception):
-    """A fault worth retrying; ``wait`` is a server-requested minimum delay (Retry-After)."""
+    """A fault worth retrying; ``wait`` is the delay the server asked for (Retry-After), None
+    when it did not say (then our own backoff applies)."""
 
-    def __init__(self, reason: str, wait: float = 0.0) -> None:
+    def __init__(self, reason: str, wait: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
@@ -103,17 +109,20 @@ def file_matches(path: Path, size: int, sha256: str) -> bool:
     return digest == sha256
 
 
-def _parse_retry_after(value: str | None) -> float:
-    """Seconds to wait from ``Retry-After`` (delta-seconds or HTTP-date; RFC 9110 §10.2.3)."""
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta-seconds or HTTP-date; RFC 9110 §10.2.3);
+    None when absent or unreadable (our own backoff then)."""
     if not value:
-        return 0.0
+        return None
     value = value.strip()
     if value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return 0.0
+        return None
+    if when.tzinfo is None:
+        return None  # not an HTTP date (those are GMT): a garbled header
     return max(0.0, when.timestamp() - time.time())
 
 
@@ -150,6 +159,7 @@ class _Progress:
         self.hasher = hashlib.sha256()
         self.received = 0
         self.validator: str | None = None  # ETag or Last-Modified, for If-Range
+        self.restart = False  # the server resumed at the wrong byte: ask for the whole body
         self.stop: threading.Event | None = None  # set by another thread: give up now
 
     def check_final(self) -> None:
@@ -173,7 +183,8 @@ class Http:
     """A shared, thread-safe downloader. Create one per run; ``close()`` (or ``with``) at the end.
 
     ``retries`` is the number of further tries after the first (so 3 means up to 4 requests,
-    waiting ``backoff`` × 1, 2, 4 s between them, capped at 30 s). ``timeout`` bounds connecting
+    waiting ``backoff`` × 1, 2, 4 s between them, capped at 30 s, or what a ``Retry-After``
+    asks, capped at ``max_retry_wait``). ``timeout`` bounds connecting
     and each read (an inactivity timeout, not a total) and is the window over which a body must
     average ``min_speed`` bytes/s; ``deadline`` optionally bounds one whole call.
     ``max_redirects`` hops are followed, each checked.
@@ -188,11 +199,13 @@ class Http:
         deadline: float | None = None,
         min_speed: int = 1024,
         max_redirects: int = 10,
+        max_retry_wait: float = BACKOFF_CAP,
         user_agent: str = "rootstrap/0.1",
     ) -> None:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.max_retry_wait = max_retry_wait
         self.deadline = deadline
         self.min_speed = min_speed
         self.max_redirects = max_redirects
@@ -449,8 +462,12 @@ class Http:
                         subject=url,
                         hint="check the network, the proxy settings or try another mirror",
                     ) from fault.__cause__
-                delay = min(BACKOFF_CAP, self.backoff * 2 ** (failures - 1))
-                delay = max(delay, fault.wait) + random.uniform(0, 0.1 * max(delay, 0.01))
+                if fault.wait is not None:
+                    # The server said when (RFC 9110 §10.2.3): that, not our guess, within reason.
+                    delay = min(fault.wait, self.max_retry_wait)
+                else:
+                    delay = min(BACKOFF_CAP, self.backoff * 2 ** (failures - 1))
+                delay += random.uniform(0, 0.1 * max(delay, 0.01))
                 log.info("%s: %s; retrying in %.1f s", url, fault.reason, delay)
                 if self.deadline is not None and time.monotonic() - began + delay > self.deadline:
                     raise DownloadError(
@@ -464,7 +481,7 @@ class Http:
     ) -> Iterator[bytes]:
         url = progress.url
         headers = {}
-        if progress.received:
+        if progress.received and not progress.restart:
             headers["Range"] = f"bytes={progress.received}-"
             if progress.validator:
                 # RFC 9110 §13.1.5: the server sends the whole file (200) if it changed.
@@ -527,13 +544,14 @@ class Http:
         url = progress.url
         status = response.status_code
         resuming = progress.received > 0
-        if status == 416 and resuming:
+        asked_range = resuming and not progress.restart
+        if status == 416 and asked_range:
             # The server's file is not longer than what we have: it is complete or it changed.
             # Only the hash can tell (HAZARDS 40); check_final decides, so read no body.
             return -1
         if status in RETRY_STATUSES:
             wait = _parse_retry_after(response.headers.get("Retry-After"))
-            if wait > MAX_RETRY_AFTER:
+            if wait is not None and wait > MAX_RETRY_AFTER:
                 raise HttpStatusError(
                     f"HTTP {status}; the server asks to retry after {wait:.0f} s",
                     status=status,
@@ -556,10 +574,16 @@ class Http:
         length = response.headers.get("Content-Length")
         declared = int(length) if length and length.isdigit() else None
         skip = 0
-        if status == 206 and resuming:
-            first = _content_range_start(response.headers.get("Content-Range"))
-            if first != progress.received:
-                raise _Transient(f"server resumed at byte {first}, not {progress.received}")
+        if status == 206 and asked_range:
+            first, total = _content_range(response.headers.get("Content-Range"))
+            if first != progress.received or (
+                progress.size is not None and total is not None and total != progress.size
+            ):
+                # Not the rest of our file: ask for all of it next time (the bytes kept so far
+                # are rewound or skipped then, as for a 200).
+                progress.restart = True
+                of = f" of a {total}-byte file" if total is not None else ""
+                raise _Transient(f"server resumed at byte {first}{of}, not {progress.received}")
         elif resuming:
             # Range ignored (or If-Range said the file changed): the whole body again.
             if sink is not None:
@@ -569,9 +593,10 @@ class Http:
                 progress.received = 0
             else:
                 skip = progress.received  # already yielded; the final hash decides
+            progress.restart = False
         full = None
         if declared is not None:
-            full = declared + (progress.received if status == 206 and resuming else 0)
+            full = declared + (progress.received if status == 206 and asked_range else 0)
         if full is not None and full > progress.cap:
             if progress.size is not None:
                 raise IntegrityError(
@@ -667,12 +692,15 @@ def _reason(exc: BaseException) -> str:
     return text.split("\n", 1)[0]
 
 
-def _content_range_start(value: str | None) -> int | None:
-    """The first byte of ``Content-Range: bytes A-B/N`` (RFC 9110 §14.4)."""
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, complete length) of ``Content-Range: bytes A-B/N`` (RFC 9110 §14.4); None
+    for a part that is absent, unreadable or ``*``."""
     if not value or not value.startswith("bytes "):
-        return None
-    first = value[6:].split("-", 1)[0].strip()
-    return int(first) if first.isdigit() else None
+        return None, None
+    span, _, length = value[6:].partition("/")
+    first = span.split("-", 1)[0].strip()
+    length = length.strip()
+    return (int(first) if first.isdigit() else None, int(length) if length.isdigit() else None)
 
 
 def _lock_partial(partial: Path) -> int:

@@ -292,7 +292,7 @@ def _download(
     """Download PKG from the first mirror that serves it intact; None when told to stop."""
     dest = cache.path_for(pkg)
     failures: list[DownloadError | IntegrityError] = []
-    for mirror in mirrors:
+    for number, mirror in enumerate(mirrors, 1):
         if stop.is_set():
             return None
         url = package_url(mirror, pkg)
@@ -301,13 +301,15 @@ def _download(
             return dest
         except IntegrityError as exc:
             # HAZARDS 46: never retried on the same mirror; the partial file is gone.
-            log.warning("%s", exc)
             failures.append(exc)
         except ResourceError:
             raise
         except DownloadError as exc:  # 404 (mid-sync), other statuses, network faults
-            log.warning("%s", exc)
             failures.append(exc)
+        if number < len(mirrors):
+            # The next mirror is tried; a failure on the last one is the error itself, said
+            # once (as is every other worker's, which the first error stops).
+            log.warning("%s", failures[-1])
     last = failures[-1]
     if all(isinstance(e, HttpStatusError) and e.status in (404, 410) for e in failures):
         where = "the mirror" if len(mirrors) == 1 else f"any of {len(mirrors)} mirrors"
