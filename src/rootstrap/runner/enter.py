@@ -168,6 +168,10 @@ def _helper(
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
             os.setgroups([])
+            # The uid change cleared the parent-death signal (prctl(2)): set it again.
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(spawn.EXIT_SETUP)
     os.fchdir(root)
     os.chroot(".")
     os.chdir("/")

@@ -190,6 +190,7 @@ def _child(plan: Plan, body: Callable[[Plan], None]) -> NoReturn:
     try:
         if plan.go_w >= 0:
             os.close(plan.go_w)  # only the host holds it: its death is EOF on go_r
+            plan.go_w = -1  # pid 1, forked from the middle process, has no copy to close
         body(plan)
     except OSError as exc:
         _fail(plan, EXIT_SETUP, f"cannot create the container: {exc.strerror}")
@@ -230,6 +231,11 @@ def middle(plan: Plan) -> None:
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
     os.setgroups([])
+    # The uid change cleared the parent-death signal (prctl(2)): without it again, a killed
+    # host left this process, and with it the whole container, running.
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != plan.host:
+        os._exit(EXIT_SETUP)
     syscalls.unshare(
         syscalls.CLONE_NEWPID | NS_FLAGS | (syscalls.CLONE_NEWNET if plan.private_network else 0)
     )
