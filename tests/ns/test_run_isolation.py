@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -374,8 +375,11 @@ def _wait_for(pattern: str, timeout: float = 20) -> list[int]:
     raise AssertionError(f"{pattern} never started")
 
 
-@pytest.mark.hazard(95)
-def test_sigkill_of_the_runner_kills_the_container(bb_root: Path) -> None:
+@pytest.mark.hazard(95, 117)
+# --private-users: the middle process's uid change cleared its parent-death signal, so the
+# container outlived a killed runner.
+@pytest.mark.parametrize("options", [(), ("--private-users=pick",)], ids=["plain", "userns"])
+def test_sigkill_of_the_runner_kills_the_container(bb_root: Path, options: tuple[str, ...]) -> None:
     from rootstrap.linux.locks import lock_image
 
     proc = subprocess.Popen(
@@ -384,6 +388,7 @@ def test_sigkill_of_the_runner_kills_the_container(bb_root: Path) -> None:
             "-m",
             "rootstrap",
             "run",
+            *options,
             "-D",
             str(bb_root),
             "--",
@@ -392,14 +397,29 @@ def test_sigkill_of_the_runner_kills_the_container(bb_root: Path) -> None:
             "sleep 4141 & sleep 4242",
         ],
     )
-    _wait_for("sleep 4242")
-    _wait_for("sleep 4141")
+
+    def sleeps() -> list[int]:  # the payload's own, not rootstrap's (its argv holds the words)
+        found = []
+        for pid in _find("sleep 4"):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes() in (
+                    b"sleep\x004141\x00",
+                    b"sleep\x004242\x00",
+                ):
+                    found.append(pid)
+        return found
+
+    deadline = time.monotonic() + 20
+    while len(sleeps()) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the sleeps never started"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 5
-    while (_find("sleep 4242") or _find("sleep 4141")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _find("sleep 4242") == [] and _find("sleep 4141") == []
+    deadline = time.monotonic() + 1.0  # HAZARDS 114: within a second
+    while sleeps() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sleeps() == []
+    assert _find("sleep 4242") == [] and _find("sleep 4141") == []  # the runner's processes
     with lock_image(bb_root, exclusive=True):
         pass  # the lock was released with the runner
 

@@ -89,6 +89,7 @@ def two_images(boot_store: Path, names: list[str]) -> Iterator[tuple[Path, str, 
     shutil.rmtree(store, ignore_errors=True)
 
 
+@pytest.mark.hazard(122)
 def test_two_machines_in_the_background(
     two_images: tuple[Path, str, str], names: list[str]
 ) -> None:
@@ -188,7 +189,7 @@ def test_login_to_the_console_and_detach(
     _assert_gone(name, leader)
 
 
-@pytest.mark.hazard(95)
+@pytest.mark.hazard(95, 122)
 def test_stale_entry_after_sigkill_is_seen_by_status_and_list(
     boot_store: Path, names: list[str]
 ) -> None:
@@ -381,6 +382,67 @@ def test_the_supervisor_keeps_none_of_the_callers_descriptors(
         os.close(read)
         if write >= 0:
             os.close(write)
+    leader = int(str(_entry(name)["leader"]))
+    assert rootstrap("stop", name, timeout=120).returncode == 0
+    _assert_gone(name, leader)
+
+
+def _sleepers(token: str) -> list[int]:
+    """PIDs of the ``sleep TOKEN`` processes on the host."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"/bin/sleep", token.encode()]:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True unless PID has exited: gone, or a zombie (the helper's orphans go to the host's
+    pid 1, which may reap them late)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.hazard(117)
+def test_a_sigkilled_shell_takes_its_command_along(boot_store: Path, names: list[str]) -> None:
+    """`shell NAME CMD` SIGKILLed: the command it started in the machine dies with it (the
+    helper's parent-death signal, and the command's own), the machine runs on."""
+    name = uniq("t-svc-shell")
+    names.append(name)
+    _start(boot_store, name)
+    token = str(3600 + os.getpid() % 1000)
+    shell = subprocess.Popen(
+        [sys.executable, "-m", "rootstrap", "shell", name, "/bin/sleep", token],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _sleepers(token):
+            assert shell.poll() is None and time.monotonic() < deadline, "no sleep started"
+            time.sleep(0.02)
+        (sleeper,) = _sleepers(token)
+        shell.kill()
+        shell.wait()
+        deadline = time.monotonic() + 1.0
+        while _alive(sleeper) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _alive(sleeper), "the command outlived `shell`"
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        for pid in filter(_alive, _sleepers(token)):
+            os.kill(pid, signal.SIGKILL)
+    assert rootstrap("status", name).returncode == 0  # the machine did not notice
     leader = int(str(_entry(name)["leader"]))
     assert rootstrap("stop", name, timeout=120).returncode == 0
     _assert_gone(name, leader)

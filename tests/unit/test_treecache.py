@@ -8,10 +8,10 @@ a device node, names that are not UTF-8, nanosecond mtimes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -498,17 +498,23 @@ def test_prune_keeps_the_most_recently_used(tmp_path: Path) -> None:
     assert cache.size() == 10 * KEEP
 
 
-def test_prune_removes_old_leftovers_of_killed_saves(tmp_path: Path) -> None:
+@pytest.mark.hazard(121)
+def test_prune_removes_leftovers_of_killed_saves_not_saves_in_progress(tmp_path: Path) -> None:
+    """A save holds an flock on its .new- directory; one nobody holds is a killed save's,
+    removed at once (however recent), one held is being written and stays."""
     cache = TreeCache(tmp_path / "cache")
-    old, fresh = cache.dir / ".new-0123456789ab", cache.dir / ".new-ba9876543210"
-    for leftover in (old, fresh):
+    killed, writing = cache.dir / ".new-0123456789ab", cache.dir / ".new-ba9876543210"
+    for leftover in (killed, writing):
         (leftover / "sub").mkdir(parents=True)
         (leftover / "sub/dirs.tar.zst").write_bytes(b"partial")
-    hour_ago = time.time() - 3600 - 120
-    os.utime(old, (hour_ago, hour_ago))
-    cache.prune()
-    assert not old.exists()
-    assert (fresh / "sub/dirs.tar.zst").exists()
+    fd = os.open(writing, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        cache.prune()
+    finally:
+        os.close(fd)
+    assert not killed.exists()
+    assert (writing / "sub/dirs.tar.zst").exists()
     assert cache.entries() == []
 
 

@@ -8,8 +8,8 @@ overlapped it).
 
 Separate from the parser and from fetching because it is process plumbing (fork, pipes,
 signals, descriptors) that neither needs to know. It imports only the parser's text
-normaliser (:class:`rootstrap.archive.index.Text`, whose output the parser's chunks assume)
-and the error tree.
+normaliser (:class:`rootstrap.archive.index.Text`, whose output the parser's chunks assume),
+the error tree and rootstrap.linux.children (the child dies with its parent).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any, Final, NoReturn
 
 from rootstrap.archive.index import Text
 from rootstrap.errors import ResourceError
+from rootstrap.linux.children import die_with_parent
 
 __all__ = ["PIECE", "Capped", "Corrupt", "Inflater"]
 
@@ -134,8 +135,10 @@ class Inflater:
 
     Use as a context manager: leaving it kills and reaps a child still running, so no process
     outlives an error or an interrupt. The child ignores SIGINT and SIGTERM (the parent decides
-    and kills it); if the parent dies without cleaning up, the child's next write fails (EPIPE)
-    and it exits.
+    and kills it); if the parent dies without cleaning up (SIGKILL), the child gets SIGKILL
+    too (PR_SET_PDEATHSIG, rootstrap.linux.children), and its next write would fail anyway.
+    It must be left on the thread that entered it, which forked the child (the signal comes
+    when that thread ends).
     """
 
     READ: Final = 1 << 20  # one pipe's worth (the default pipe-max-size)
@@ -167,6 +170,7 @@ class Inflater:
                 fcntl.fcntl(fd, _F_SETPIPE_SZ, self.READ)
         except OSError:
             pass  # a smaller pipe only costs a few more hand-overs
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -176,7 +180,7 @@ class Inflater:
                 f"cannot start the decompressor: {exc.strerror}", subject=self.subject
             ) from exc
         if pid == 0:  # pragma: no cover - the child ends in os._exit, coverage never sees it
-            _inflate_child(decoder, data, write_fd, status_write_fd, self.cap)
+            _inflate_child(decoder, data, write_fd, status_write_fd, self.cap, parent)
         os.close(write_fd)
         os.close(status_write_fd)
         self._pid, self._read_fd, self._status_fd = pid, read_fd, status_fd
@@ -282,13 +286,16 @@ _F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # fcntl(2); Python 
 
 
 def _inflate_child(
-    decoder: _Decoder, data: bytes, out_fd: int, status_fd: int, cap: int
+    decoder: _Decoder, data: bytes, out_fd: int, status_fd: int, cap: int, parent: int
 ) -> NoReturn:
     """The forked decoder: DATA through DECODER, normalised, into OUT_FD; then on STATUS_FD
     "ok <size> <sha256>" of the decoded text, "capped" past CAP bytes or "corrupt <reason>".
-    Never returns."""
+    Dies with PARENT (HAZARDS 115). Never returns."""
     code = 70
     try:
+        # A SIGKILLed parent's child would only learn of it at its next write (EPIPE), and
+        # a large index decodes for a second or more before the first one.
+        die_with_parent(parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         gc.disable()  # a collection would touch (and copy) every object shared with the parent

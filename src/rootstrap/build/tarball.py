@@ -9,12 +9,11 @@ check-for-bit-by-bit-identical-format-output; HAZARDS 33). gzip runs with -n: no
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 from pathlib import Path
 
 from rootstrap.errors import RootstrapError, UsageError
-from rootstrap.linux.fsops import fsync_dir
+from rootstrap.linux import children
+from rootstrap.linux.fsops import new_file
 
 COMPRESSORS: dict[str, list[str] | None] = {
     ".tar": None,
@@ -24,7 +23,7 @@ COMPRESSORS: dict[str, list[str] | None] = {
     ".tar.zst": ["zstd", "-q", "-T0", "-19"],
 }
 
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+__all__ = ["COMPRESSORS", "suffix_of", "write_tar"]
 
 
 def suffix_of(file: Path) -> str:
@@ -38,7 +37,7 @@ def suffix_of(file: Path) -> str:
 
 
 def write_tar(root: Path, file: Path) -> Path:
-    """Write the tree ROOT to FILE atomically (temp name, fsync, rename). Cost: one pass."""
+    """Write the tree ROOT to FILE atomically (unnamed file, fsync, link). Cost: one pass."""
     compressor = COMPRESSORS[suffix_of(file)]
     file = file.absolute()
     if os.path.lexists(file):
@@ -51,38 +50,15 @@ def write_tar(root: Path, file: Path) -> Path:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch.isdigit():
         tar[-1:-1] = [f"--mtime=@{epoch}", "--clamp-mtime"]
-    temp = file.with_name(f".#{file.name}.{secrets.token_hex(4)}")
-    producer: subprocess.Popen[bytes] | None = None
-    try:
-        with open(temp, "xb") as out:
-            producer = subprocess.Popen(
-                tar, env=ENV, stdout=subprocess.PIPE if compressor else out, stderr=subprocess.PIPE
-            )
-            comp_err = b""
-            comp_rc = 0
-            if compressor is not None:
-                assert producer.stdout is not None
-                comp = subprocess.run(
-                    compressor, env=ENV, stdin=producer.stdout, stdout=out, stderr=subprocess.PIPE
-                )
-                producer.stdout.close()
-                comp_rc, comp_err = comp.returncode, comp.stderr
-            tar_err = producer.stderr.read() if producer.stderr else b""
-            producer.wait()
-            if producer.returncode != 0 or comp_rc != 0:
-                detail = (tar_err or comp_err).decode(errors="replace").strip().splitlines()
-                raise RootstrapError(
-                    f"writing the tarball failed: {detail[-1] if detail else 'error'}",
-                    subject=str(file),
-                )
-            os.fsync(out.fileno())
-        os.rename(temp, file)
-        fsync_dir(file.parent)
-    except BaseException:
-        # Interrupted (HAZARDS 66): tar would go on writing the unlinked temp file.
-        if producer is not None and producer.poll() is None:
-            producer.kill()
-            producer.wait()
-        temp.unlink(missing_ok=True)
-        raise
+    # Written unnamed and linked into place whole: a killed build leaves no partial tarball
+    # (HAZARDS 118). tar and the compressor die with us (rootstrap.linux.children).
+    with new_file(file) as out:
+        if compressor is None:
+            children.run(tar, subject=str(file), stdout=out)
+        else:
+            with children.start(tar, subject=str(file), stdout=children.PIPE) as producer:
+                with children.start(
+                    compressor, subject=str(file), stdin=producer.stdout, stdout=out
+                ):
+                    producer.stdout.close()  # the compressor's now: EPIPE ends tar if it dies
     return file

@@ -29,6 +29,7 @@ is dropped and the build goes on the slow way.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -36,9 +37,7 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -46,8 +45,8 @@ from functools import cache
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
-from rootstrap.build.tarball import ENV
 from rootstrap.errors import RootstrapError, UnpackError
+from rootstrap.linux import children
 
 log = logging.getLogger("rootstrap.build.treecache")
 
@@ -219,6 +218,9 @@ class TreeCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         temp = self.dir / f".new-{secrets.token_hex(6)}"
         temp.mkdir(mode=0o700)
+        # Held while we write: prune() removes a .new- directory nobody holds, i.e. the
+        # leftover of a save that was killed (HAZARDS 121), and never one being written.
+        held = _hold(temp)
         try:
             dirs, parts = partition(root, PARTS)
             lists = {"dirs.tar.zst": dirs} | {
@@ -234,19 +236,42 @@ class TreeCache:
                 return self.dir / key
         finally:
             shutil.rmtree(temp, ignore_errors=True)
+            os.close(held)
         self.prune()
         return self.dir / key
 
     def prune(self, keep: int = KEEP) -> None:
-        """Keep the KEEP trees used last; remove leftovers of saves killed an hour ago."""
-        now = time.time()
+        """Keep the KEEP trees used last; remove the leftovers of killed saves (a ``.new-``
+        directory whose lock nobody holds)."""
         with contextlib.suppress(FileNotFoundError):
             for path in self.dir.iterdir():
-                if path.name.startswith(".new-") and now - path.stat().st_mtime > 3600:
-                    shutil.rmtree(path, ignore_errors=True)
+                if path.name.startswith(".new-"):
+                    _remove_unheld(path)
         trees = sorted(self.entries(), key=_mtime, reverse=True)
         for path in trees[keep:]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _hold(directory: Path) -> int:
+    """An fd of DIRECTORY with an exclusive flock on it (released when the fd closes)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _remove_unheld(directory: Path) -> None:
+    """Remove DIRECTORY unless a save in progress holds it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # being written by another build
+    finally:
+        os.close(fd)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _keep_newest(directory: Path, keep: int) -> None:
@@ -325,21 +350,14 @@ def _write_parts(root: Path, into: Path, lists: dict[str, list[bytes]]) -> None:
         listing.write_bytes(b"".join(n + b"\0" for n in names))
         argv = [*TAR, f"--directory={root}", f"--files-from={listing}"]
         try:
+            # tar is tied to this thread (rootstrap.linux.children), which waits for it
+            # before it ends: it dies with a killed rootstrap, never with a live one.
             with (
                 open(into / name, "xb") as out,
-                subprocess.Popen(
-                    argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-                ) as tar,
+                children.start(argv, subject=name, stdout=children.PIPE) as tar,
             ):
-                assert tar.stdout is not None and tar.stderr is not None
                 compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
                 compressor.copy_stream(tar.stdout, out)
-                err = tar.stderr.read()
-            if tar.returncode != 0:
-                detail = err.decode(errors="replace").strip().splitlines()
-                raise RootstrapError(
-                    f"tar failed: {detail[-1] if detail else tar.returncode}", subject=name
-                )
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
         finally:
@@ -375,7 +393,14 @@ def restore(entry: Entry, root: Path, max_bytes: int | None) -> None:
                 raise DamagedTree("removed while in use", subject=str(part)) from None
         _extract_part(opened[0], root, policy, entry.dirs.name)
         pairs = list(zip(opened[1:], entry.files, strict=True))
-        with ProcessPoolExecutor(len(pairs), mp_context=_fork()) as pool:
+        # The workers die with us (HAZARDS 121): a killed build must not leave them
+        # extracting into the hidden tree `rootstrap clean` is about to remove.
+        with ProcessPoolExecutor(
+            len(pairs),
+            mp_context=_fork(),
+            initializer=children.die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [
                 pool.submit(_extract_in_worker, fd, str(root), policy, p.name) for fd, p in pairs
             ]

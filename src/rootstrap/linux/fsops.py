@@ -6,12 +6,16 @@ os.rename() silently replaces an empty directory (HAZARDS 68). Standard library 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import os
 import re
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.renameat2.argtypes = [
@@ -64,6 +68,67 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def new_file(path: Path, *, replace: bool = False) -> Iterator[BinaryIO]:
+    """Write the file PATH whole or not at all: the block writes to the file object it gets;
+    leaving the block normally fsyncs it, gives it the name PATH and fsyncs the directory.
+
+    Until then the data lives in an unnamed inode (O_TMPFILE) that vanishes with its last
+    descriptor, so a writer killed midway, even by SIGKILL, leaves nothing behind (HAZARDS
+    118). Where the filesystem has no O_TMPFILE, a hidden ``.#NAME.xxxx`` file, removed on
+    any error but a kill. FileExistsError if PATH exists, unless REPLACE."""
+    named: Path | None = None
+    try:
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        named = path.with_name(f".#{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(named, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    out = os.fdopen(fd, "wb")
+    try:
+        yield out
+        out.flush()
+        os.fsync(out.fileno())
+        if named is not None:
+            (os.replace if replace else rename_noreplace)(named, path)
+            named = None
+        else:
+            _link_unnamed(out.fileno(), path, replace)
+        fsync_dir(path.parent)
+    finally:
+        out.close()
+        if named is not None:
+            with contextlib.suppress(OSError):
+                named.unlink()
+
+
+def _link_unnamed(fd: int, path: Path, replace: bool) -> None:
+    """Name the O_TMPFILE file FD as PATH: linkat(2) through /proc/self/fd with
+    AT_SYMLINK_FOLLOW (no CAP_DAC_READ_SEARCH needed, unlike AT_EMPTY_PATH). os.link uses
+    linkat only when given a directory fd, hence the one for PATH's directory."""
+    source = f"/proc/self/fd/{fd}"
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if not replace:
+            try:
+                os.link(source, path.name, dst_dir_fd=parent, follow_symlinks=True)
+            except OSError as exc:  # named as rename_noreplace names it: the destination
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            return
+        # linkat cannot replace: a hidden name first, then rename over PATH.
+        temp = f".#{path.name}.{secrets.token_hex(4)}"
+        os.link(source, temp, dst_dir_fd=parent, follow_symlinks=True)
+        try:
+            os.rename(temp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=parent)
+            raise
+    finally:
+        os.close(parent)
 
 
 def is_enospc(exc: OSError) -> bool:

@@ -370,7 +370,7 @@ def _supervise(plan: spawn.Plan, root: str, hooks: Hooks | None = None) -> int:
     """Start the container, answer its requests, relay signals and the console, wait."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    plan.status_w, plan.go_r = status_w, go_r
+    plan.status_w, plan.go_r, plan.go_w = status_w, go_r, go_w
     pending: list[int] = []
     pid1 = 0
 

@@ -107,11 +107,12 @@ def enter(machine: Machine, argv: list[str], *, pty: bool, user: str = "root") -
         if start_time(pid) != machine.get("start_time"):
             raise RunnerError("the machine has exited", subject=machine.name)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
         helper = os.fork()
         if helper == 0:
             os.close(status_r)
             try:
-                _helper(fds, root, group, argv, user, pty, keep, denied, status_w)
+                _helper(fds, root, group, argv, user, pty, keep, denied, status_w, parent)
             except BaseException as exc:
                 spawn._send(status_w, f"cannot enter the machine: {exc}")
                 os._exit(spawn.EXIT_SETUP)
@@ -146,8 +147,14 @@ def _helper(
     keep: frozenset[str],
     denied: set[str],
     status_w: int,
+    parent: int,
 ) -> None:
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # rootstrap died before the prctl (HAZARDS 117)
+        os._exit(spawn.EXIT_SETUP)
+    # Seen from the machine's pid namespace our pid is 0 (we are outside it); the command's
+    # race check below compares its getppid() with that.
+    helper = 0 if any(flag == syscalls.CLONE_NEWPID for _, flag in fds) else os.getpid()
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     try:
         with open(os.path.join(group, "cgroup.procs"), "w") as f:
@@ -161,6 +168,10 @@ def _helper(
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
             os.setgroups([])
+            # The uid change cleared the parent-death signal (prctl(2)): set it again.
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(spawn.EXIT_SETUP)
     os.fchdir(root)
     os.chroot(".")
     os.chdir("/")
@@ -194,6 +205,11 @@ def _helper(
                 os.chdir(env["HOME"])
             except OSError:
                 pass
+            # The command dies with this helper, and so with rootstrap (HAZARDS 117): set
+            # after the uid change, which clears the setting.
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != helper:
+                os._exit(spawn.EXIT_SETUP)
             os.execvpe(path, args, env)
         except OSError as exc:
             code = spawn.EXIT_NOEXEC if exc.errno == 2 else 126

@@ -121,6 +121,8 @@ class Plan:
         self.idmap = idmap
         self.status_w = -1
         self.go_r = -1
+        self.go_w = -1  # the host's end: closed in every child, so go_r reads EOF once it dies
+        self.host = 0  # the host process's pid, recorded before the first fork
         self.filter: seccomp.Filter | None = None
 
 
@@ -161,6 +163,7 @@ def start(plan: Plan) -> int:
     namespace for later children with setns(2): one fork fewer than a middle process.
     With a user namespace, the pid namespace must belong to it, so a middle process enters
     the user namespace first (the host writes its uid/gid map) and forks pid 1 from there."""
+    plan.host = os.getpid()
     if plan.uid_map is not None:
         pid = os.fork()
         if pid == 0:
@@ -185,6 +188,9 @@ def start(plan: Plan) -> int:
 def _child(plan: Plan, body: Callable[[Plan], None]) -> NoReturn:
     """Run BODY in a forked child; never return into the host's Python stack."""
     try:
+        if plan.go_w >= 0:
+            os.close(plan.go_w)  # only the host holds it: its death is EOF on go_r
+            plan.go_w = -1  # pid 1, forked from the middle process, has no copy to close
         body(plan)
     except OSError as exc:
         _fail(plan, EXIT_SETUP, f"cannot create the container: {exc.strerror}")
@@ -194,7 +200,9 @@ def _child(plan: Plan, body: Callable[[Plan], None]) -> NoReturn:
 
 
 def _orphaned(plan: Plan) -> bool:
-    """True when the host process is gone (its end of the go pipe closed)."""
+    """True when the host process is gone (its end of the go pipe closed): the race check
+    after PR_SET_PDEATHSIG, for pid 1, whose getppid() is 0 (its parent is outside its pid
+    namespace). Nothing is written to the pipe before pid 1 has checked."""
     ready, _, _ = select.select([plan.go_r], [], [], 0)
     return bool(ready) and os.read(plan.go_r, 1) == b""
 
@@ -210,6 +218,8 @@ def join_cgroup(plan: Plan) -> None:
 def middle(plan: Plan) -> None:
     """With --private-users: enter the user namespace, then the others; start pid 1."""
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != plan.host:  # the host died before the prctl (HAZARDS 117)
+        os._exit(EXIT_SETUP)
     join_cgroup(plan)
     os.setpgid(0, 0)  # terminal signals reach rootstrap alone, which forwards them
     for sig in FORWARDED:
@@ -221,6 +231,11 @@ def middle(plan: Plan) -> None:
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
     os.setgroups([])
+    # The uid change cleared the parent-death signal (prctl(2)): without it again, a killed
+    # host left this process, and with it the whole container, running.
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != plan.host:
+        os._exit(EXIT_SETUP)
     syscalls.unshare(
         syscalls.CLONE_NEWPID | NS_FLAGS | (syscalls.CLONE_NEWNET if plan.private_network else 0)
     )
@@ -345,9 +360,9 @@ def pid_one(plan: Plan) -> None:
     # A session of its own: terminal signals reach rootstrap alone (which forwards them),
     # and the host terminal is nobody's controlling tty in here (HAZARDS 87).
     os.setsid()
+    if _orphaned(plan):  # the host (and with it the middle process) died before the prctl
+        os._exit(1)
     if plan.uid_map is None:  # forked by the host process itself (see start)
-        if _orphaned(plan):
-            os._exit(1)
         join_cgroup(plan)
         syscalls.unshare(NS_FLAGS | (syscalls.CLONE_NEWNET if plan.private_network else 0))
     # Non-dumpable: the payload cannot open /proc/1/exe or /proc/1/mem of this host binary

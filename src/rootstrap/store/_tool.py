@@ -1,26 +1,27 @@
-"""The store's one subprocess helper: scrubbed environment, logged argv, clean errors.
+"""The store's tools: GNU cp, rm and tar, run by rootstrap.linux.children with the store's errors.
 
 GNU cp, rm and tar do the bulk tree work (their copy loops use FICLONE, copy_file_range and
 SEEK_HOLE in C, which a Python walk cannot match; the clone target is 1.1 x ``cp -a``:
-docs/decisions.md, "Clone"). Their failures become one-line errors; "No space left" and "Disk quota
-exceeded" become ResourceError (HAZARDS 109, 113) so the caller can say "disk full" instead of a cp
-message.
+docs/decisions.md, "Clone").
+They run tied to rootstrap (a SIGKILLed clone leaves no cp behind, HAZARDS 118), with a
+scrubbed environment and a logged argv. Their failures become one-line errors; "No space
+left" and "Disk quota exceeded" become ResourceError (HAZARDS 109, 113) so the caller can say
+"disk full" instead of a cp message.
 """
 
 from __future__ import annotations
 
-import logging
 import shlex
-import subprocess
 from pathlib import Path
 from typing import IO
 
 from rootstrap.errors import ResourceError, StoreError
+from rootstrap.linux import children
+from rootstrap.linux.children import ENV
 
-log = logging.getLogger(__name__)
+__all__ = ["ENV", "MISSING", "resource_error", "run_tool", "start_tool", "tool_error"]
 
-# LC_ALL=C: the messages are matched below; PATH: no user directory can shadow cp or tar.
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+MISSING = "install coreutils and tar"
 
 
 def resource_error(text: str, subject: str) -> ResourceError | None:
@@ -50,19 +51,30 @@ def tool_error(argv: list[str], returncode: int, stderr: str, subject: str) -> E
 
 def run_tool(argv: list[str], *, subject: str, stdout: IO[bytes] | int | None = None) -> None:
     """Run ARGV to completion; raise StoreError/ResourceError naming SUBJECT if it fails."""
-    log.debug("+ %s", shlex.join(argv))
-    try:
-        proc = subprocess.run(
-            argv,
-            env=ENV,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise StoreError(
-            f"{argv[0]} is not installed", subject=subject, hint="install coreutils and tar"
-        ) from exc
-    if proc.returncode != 0:
-        raise tool_error(argv, proc.returncode, proc.stderr.decode(errors="replace"), subject)
+    children.run(
+        argv,
+        subject=subject,
+        stdout=stdout,
+        error=StoreError,
+        failure=tool_error,
+        missing_hint=MISSING,
+    )
+
+
+def start_tool(
+    argv: list[str],
+    *,
+    subject: str,
+    stdin: IO[bytes] | int | None = None,
+    stdout: IO[bytes] | int | None = None,
+) -> children.Child:
+    """Start ARGV (see rootstrap.linux.children.start) with the store's errors."""
+    return children.start(
+        argv,
+        subject=subject,
+        stdin=stdin,
+        stdout=stdout,
+        error=StoreError,
+        failure=tool_error,
+        missing_hint=MISSING,
+    )

@@ -20,7 +20,6 @@ import logging
 import lzma
 import os
 import secrets
-import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +27,9 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from rootstrap.errors import RootstrapError, StoreError, UsageError
 from rootstrap.linux import fsops
+from rootstrap.linux.children import PIPE
 from rootstrap.linux.locks import lock_image
-from rootstrap.store._tool import ENV, resource_error, run_tool, tool_error
+from rootstrap.store._tool import resource_error, run_tool, start_tool
 from rootstrap.store.pool import full_error
 
 if TYPE_CHECKING:
@@ -161,52 +161,28 @@ def export_tar(store: Store, name: str, file: Path, *, force: bool = False) -> P
     if os.path.lexists(file) and not force:
         raise StoreError("file already exists", subject=str(file), hint="use --force to replace it")
     file = file.absolute()
-    temp = file.with_name(f".#{file.name}.{secrets.token_hex(4)}")
     tar = [
         "tar", "--create", "--file=-", f"--directory={path}", "--format=posix",
         "--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=*",
         "--one-file-system", "--pax-option=delete=atime,delete=ctime", ".",
     ]  # fmt: skip
-    with lock_image(path, exclusive=False):
-        try:
-            with open(temp, "xb") as out:
-                _pipeline(tar, COMPRESSORS[suffix], out, str(file))
-                os.fsync(out.fileno())
-            if force:
-                os.replace(temp, file)
-            else:
-                fsops.rename_noreplace(temp, file)
-            fsops.fsync_dir(file.parent)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
+    # Written unnamed and linked into place whole: a killed export leaves no partial file
+    # (HAZARDS 118); the no-replace link decides a race with another writer of FILE.
+    with lock_image(path, exclusive=False), fsops.new_file(file, replace=force) as out:
+        _pipeline(tar, COMPRESSORS[suffix], out, str(file))
     return file
 
 
 def _pipeline(tar: list[str], compressor: list[str] | None, out: IO[bytes], subject: str) -> None:
-    log.debug("+ %s | %s", " ".join(tar), " ".join(compressor or ["cat"]))
-    try:
-        if compressor is None:
-            run_tool(tar, subject=subject, stdout=out)
-            return
-        with subprocess.Popen(
-            tar, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        ) as producer:
-            assert producer.stdout is not None and producer.stderr is not None
-            comp = subprocess.run(
-                compressor, env=ENV, stdin=producer.stdout, stdout=out, stderr=subprocess.PIPE
-            )
+    """TAR into OUT, through COMPRESSOR if any; both tied to us (HAZARDS 118)."""
+    if compressor is None:
+        run_tool(tar, subject=subject, stdout=out)
+        return
+    with start_tool(tar, subject=subject, stdout=PIPE) as producer:
+        with start_tool(compressor, subject=subject, stdin=producer.stdout, stdout=out):
+            # The compressor holds the pipe now; with our end closed, a compressor that dies
+            # (a full disk) ends tar with EPIPE instead of leaving it blocked on the pipe.
             producer.stdout.close()
-            tar_err = producer.stderr.read().decode(errors="replace")
-            producer.wait()
-    except FileNotFoundError as exc:
-        raise StoreError(f"{exc.filename} is not installed", subject=subject) from exc
-    comp_err = comp.stderr.decode(errors="replace")
-    if comp.returncode != 0:
-        raise tool_error(compressor, comp.returncode, comp_err, subject)
-    if producer.returncode != 0:
-        raise tool_error(tar, producer.returncode, tar_err, subject)
 
 
 def open_tar(file: Path) -> BinaryIO:

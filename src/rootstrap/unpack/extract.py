@@ -64,6 +64,7 @@ from rootstrap.errors import DebError, RootstrapError, UnpackError
 from rootstrap.formats import tarstream
 from rootstrap.formats.deb import open_deb
 from rootstrap.formats.tarstream import Member, TarReader
+from rootstrap.linux.children import die_with_parent
 from rootstrap.linux.inroot import O_DIR, Resolver, remove_tree
 
 log = logging.getLogger(__name__)
@@ -576,8 +577,11 @@ _StageResult = tuple[str, object, object, object]
 _committed: Any = None
 
 
-def _worker_init(committed: Any) -> None:
+def _worker_init(committed: Any, parent: int) -> None:
     global _committed
+    # First: a worker must not outlive a killed rootstrap, blocked on its call queue and
+    # holding the hidden tree, the staging directory and the locks it inherited (HAZARDS 116).
+    die_with_parent(parent)
     _committed = committed
     os.umask(0)  # files are created with their final mode (see _Stager._fill)
 
@@ -678,7 +682,7 @@ def extract_many(
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
-        initargs=(committed,),
+        initargs=(committed, os.getpid()),
     )
     stage_fds: dict[str, int] = {}
     try:
