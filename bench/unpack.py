@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from rootstrap.recipes import host_mirror
-from rootstrap.unpack.extract import Policy, extract_many, remove_tree
+from rootstrap.unpack.extract import Policy, remove_tree
+from rootstrap.unpack.pool import extract_many
 
 DEFAULT_DIR = Path("/var/tmp/rootstrap-bench-debs")
 

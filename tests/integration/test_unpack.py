@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from rootstrap.errors import UnpackError
-from rootstrap.unpack.extract import Policy, extract_deb, extract_many, extract_tar, remove_tree
+from rootstrap.unpack.extract import Policy, extract_deb, extract_tar, remove_tree
+from rootstrap.unpack.pool import extract_many
 from tests.support.debs import DebSpec, TarEntry, build_deb, crafted_deb, raw_tar, zeros_tar
 from tests.support.testcache import TEST_CACHE
 
@@ -365,7 +366,8 @@ def test_low_rlimit_nofile_deep_tree(tmp_path: Path, workers: int) -> None:
         import resource, sys
         from pathlib import Path
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        from rootstrap.unpack.extract import extract_many, remove_tree, Policy
+        from rootstrap.unpack.extract import remove_tree, Policy
+        from rootstrap.unpack.pool import extract_many
         extract_many([Path({str(deb)!r})], Path({str(root)!r}), Policy(), workers={workers})
         remove_tree(Path({str(root)!r}) / "d0")
         """

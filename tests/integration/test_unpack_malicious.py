@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from rootstrap.errors import DebError, UnpackError
-from rootstrap.unpack.extract import Policy, extract_deb, extract_many, extract_tar
+from rootstrap.unpack.extract import Policy, extract_deb, extract_tar
+from rootstrap.unpack.pool import extract_many
 from tests.support.debs import DebSpec, TarEntry, crafted_deb, raw_tar, zeros_tar
 
 IMPORT_POLICY = Policy(allow_pax=True, skip_devices=True)

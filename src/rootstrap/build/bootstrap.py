@@ -322,7 +322,8 @@ def extract(ctx: Context) -> None:
     from rootstrap.build.dpkgdb import Unpacked
     from rootstrap.formats.deb import open_deb
     from rootstrap.linux.inroot import remove_tree
-    from rootstrap.unpack.extract import Policy, extract_many
+    from rootstrap.unpack.extract import Policy
+    from rootstrap.unpack.pool import extract_many
 
     assert ctx.recipe is not None and ctx.plan is not None
     root = _new_root(ctx)

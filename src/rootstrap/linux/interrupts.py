@@ -38,8 +38,9 @@ _DEFER = _Deferral()
 
 
 def interruptible(paths: Iterator[Path]) -> Iterator[Path]:
-    """PATHS for extract_many, run with signals deferred: a pending signal is raised before
-    each .deb, and signals are taken at once while waiting for a download (a safe point)."""
+    """PATHS for rootstrap.unpack.pool.extract_many, run with signals deferred: a pending signal
+    is raised before each .deb, and signals are taken at once while waiting for a download (a
+    safe point)."""
     while True:
         _DEFER.raise_pending()
         _DEFER.active = False
