@@ -18,7 +18,7 @@ import pytest
 
 from rootstrap.cli import options, verbs
 from rootstrap.runner import registry
-from tests.ns.conftest import make_busybox_root
+from tests.support.fixtures import make_busybox_root
 
 VISIBLE = [v for v in verbs.VERBS if not v.hidden]
 BIN = Path(sys.executable).parent

@@ -27,7 +27,7 @@ import pytest
 from rootstrap import rules
 from rootstrap.errors import UsageError
 from rootstrap.store import Store
-from tests.ns.conftest import make_busybox_root
+from tests.support.fixtures import make_busybox_root
 from tests.unit.test_rules import BOOLEANS, IMAGE_BAD, IMAGE_OK, NAMES, PRIVATE_USERS
 
 pytestmark = [
