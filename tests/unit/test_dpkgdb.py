@@ -20,7 +20,7 @@ import pytest
 
 from rootstrap.build.dpkgdb import Unpacked, status_stanza, write_database
 from rootstrap.formats.deb import open_deb
-from rootstrap.unpack.extract import extract_many
+from rootstrap.unpack.pool import extract_many
 from tests.support.debs import DebSpec, build_deb
 
 SPECS = (
