@@ -190,7 +190,8 @@ def top_help() -> str:
         "",
         "Options:",
         options_help(GLOBAL).rstrip("\n"),
-        "  -h, --help".ljust(30) + "this help; 'rootstrap VERB --help': a verb's",
+        # Aligned with the rows above (options_help pads the names to the longest + 1).
+        "  -h, --help".ljust(len("  --cache-dir DIR  ")) + "this help; a verb's: VERB --help",
     ]
     width = max(len(v.name) for v in VERBS if not v.hidden) + 2
     for group in GROUPS:
