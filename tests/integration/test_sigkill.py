@@ -18,7 +18,9 @@ local signed mirror); a bootstrap costs ~20 s here, so this module takes a few m
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import itertools
 import os
 import re
 import shutil
@@ -71,18 +73,25 @@ def cgroups() -> Iterator[Path]:
     finally:
         for child in parent.iterdir():
             if child.is_dir():
-                _empty(child)
-                child.rmdir()
-        parent.rmdir()
+                _remove(child)
+        _remove(parent)
 
 
-def _empty(group: Path) -> None:
-    """Kill whatever a failed test left in GROUP, so that the directory can go."""
+def _remove(group: Path) -> None:
+    """Kill whatever a failed test left in GROUP and remove the directory. Killed processes
+    whose parent died are zombies of the host's pid 1 until it reaps them, and keep the
+    cgroup busy (EBUSY) meanwhile, though cgroup.procs no longer lists them: retry a while."""
     if _members(group):
         (group / "cgroup.kill").write_text("1")
-        deadline = time.monotonic() + 10
-        while _members(group) and time.monotonic() < deadline:
-            time.sleep(0.02)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            group.rmdir()
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                return  # left for the next boot; not what the test is about
+        time.sleep(0.1)
 
 
 def _members(group: Path) -> list[int]:
@@ -163,13 +172,16 @@ class Command:
         assert not left, f"still running {GRACE} s after the SIGKILL: {left}"
 
 
+_numbers = itertools.count()
+
+
 @pytest.fixture
 def command(cgroups: Path) -> Iterator[Callable[[list[str]], Command]]:
     """``command(args)`` starts ``rootstrap -v ARGS`` in a cgroup of its own."""
     started: list[Command] = []
 
     def start(args: list[str]) -> Command:
-        cmd = Command(args, cgroups / f"cmd-{len(list(cgroups.iterdir()))}")
+        cmd = Command(args, cgroups / f"cmd-{next(_numbers)}")
         started.append(cmd)
         return cmd
 
@@ -178,8 +190,7 @@ def command(cgroups: Path) -> Iterator[Callable[[list[str]], Command]]:
         if cmd.proc.poll() is None:
             cmd.proc.kill()
             cmd.proc.wait()
-        _empty(cmd.group)
-        cmd.group.rmdir()
+        _remove(cmd.group)
 
 
 # --------------------------------------------------------------------------- the checks
