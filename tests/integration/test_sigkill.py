@@ -381,7 +381,10 @@ def test_bootstrap_while_an_index_is_decoded(
     cmd.kill()
     assert all(argv[:3] == [sys.executable, "-m", "rootstrap"] for argv in decoders.values())
     assert_nothing_left(cmd, tmp_path, store=store, names=("k",), cache=cache)
+    assert list((cache / "indexes").glob(".*.tmp")), "the killed writer's temp was expected"
     succeeds(args)
+    # The next fetch sweeps what the killed writer left (its PID is gone).
+    assert list((cache / "indexes").glob(".*.tmp")) == []
 
 
 # --------------------------------------------------------------------------- tree cache

@@ -456,3 +456,29 @@ def test_a_cached_index_costs_no_resident_memory_per_stanza_read(tmp_path: Path)
     for i in range(0, 60000, 200):
         assert loaded.package(i).name == f"pkg{i}"
     assert _rss_file_kib() - before < 2048
+
+
+@pytest.mark.hazard(114)
+def test_a_killed_writers_index_temps_are_swept(tmp_path: Path) -> None:
+    """A writer SIGKILLed while building an index leaves .KEY.PID.TID[.table].tmp behind:
+    the next fetch removes those of a dead PID and leaves a live writer's alone."""
+    import subprocess
+
+    from rootstrap.archive.indexfetch import sweep_stale_temps
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, live = gone.pid, os.getpid()
+    names = [
+        f".abc123.{dead}.140.tmp",
+        f".abc123.{dead}.140.table.tmp",
+        f".def456.{live}.141.tmp",
+        "abc123.packages",
+        ".notours.tmp",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = sweep_stale_temps(tmp_path)
+    assert sorted(removed) == sorted(names[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+    assert sweep_stale_temps(tmp_path / "missing") == []

@@ -151,6 +151,7 @@ def fetch_index(
     size), DownloadError; a failed fetch leaves nothing in the cache.
     """
     origin = f"{suite}/{component}"
+    sweep_stale_temps(cache_dir / "indexes")
     bases = [f"{m.rstrip('/')}/dists/{suite}" for m in mirrors]
     sources = _sources(release, bases, component, arch)
     for key in dict.fromkeys(_cache_key(release, component, arch, s) for s in sources):
@@ -195,6 +196,39 @@ def fetch_index(
         error.args = (error.message,)
         raise error
     raise DownloadError(f"cannot fetch the index ({tried})", subject=first.url)
+
+
+def sweep_stale_temps(directory: Path) -> list[str]:
+    """Remove the temporary files (``.KEY.PID.TID[.table].tmp``) that a writer killed midway
+    left in DIRECTORY, whose PID no longer runs; return their names. A SIGKILLed rootstrap
+    runs no cleanup (HAZARDS 114), and an index already cached is never rewritten, so nothing
+    else would ever remove them. A live writer's files are left alone. Cost: one scandir of a
+    directory of a few dozen entries."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        parts = entry.name.split(".")
+        if not (entry.name.startswith(".") and parts[-1] == "tmp" and len(parts) >= 5):
+            continue
+        try:
+            pid = int(parts[2])
+            os.kill(pid, 0)
+            continue  # its writer still runs (or another user's process holds the pid)
+        except ValueError:
+            continue  # not a name we write
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(entry.name)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _trim_heap() -> None:
