@@ -387,6 +387,28 @@ def test_bootstrap_while_an_index_is_decoded(
     assert list((cache / "indexes").glob(".*.tmp")) == []
 
 
+@pytest.mark.hazard(114, 116, 117)
+def test_bootstrap_to_a_tarball(
+    mirror: Mirror, tmp_path: Path, command: Callable[[list[str]], Command]
+) -> None:
+    """--output builds beside the tarball, outside any store, where ``clean`` cannot look: a
+    killed build's ``.#FILE.xxxx`` is removed by the next build of the same FILE (and a build
+    in progress is never touched: its lock is held)."""
+    store, out = tmp_path / "store", tmp_path / "out"
+    out.mkdir()
+    tarball = out / "k.tar.zst"
+    args = bootstrap_args(mirror, store, "k", "--output", str(tarball))
+    cmd = command(args)
+    cmd.wait_until(lambda: cmd.done("prepare") and _configuring(cmd), "the essential run")
+    cmd.kill()
+    # No store is made for a tarball, so no name lock to check.
+    assert_nothing_left(cmd, tmp_path, store=store, cache=mirror.cache)
+    left = [p.name for p in out.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".#k.tar.zst."), left
+    succeeds(args)
+    assert [p.name for p in out.iterdir()] == ["k.tar.zst"]
+
+
 # --------------------------------------------------------------------------- tree cache
 
 

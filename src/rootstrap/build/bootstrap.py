@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from rootstrap.build.dpkgdb import Unpacked
     from rootstrap.build.treecache import Entry as TreeEntry
     from rootstrap.formats.deb import Control
+    from rootstrap.linux.locks import ImageLock
     from rootstrap.resolve import Plan
     from rootstrap.store import NewImage
 
@@ -285,8 +286,7 @@ def _new_root(ctx: Context) -> Path:
             ctx.on_exit(lambda: _take_back(ctx, target, existed))
         return target
     if opts.output is not None:
-        parent = opts.output.resolve().parent
-        return Path(_mkdtemp(parent, f".#{opts.output.name}."))
+        return _output_root(ctx, opts.output)
     from rootstrap.store import Store
 
     assert opts.name is not None
@@ -309,6 +309,42 @@ def _take_back(ctx: Context, target: Path, existed: bool) -> None:
         remove_tree(target / entry)
     if not existed:
         target.rmdir()
+
+
+def _output_root(ctx: Context, output: Path) -> Path:
+    """The hidden ``.#FILE.xxxx`` beside --output FILE that the tree is built in, its lock
+    (keyed by the directory's inode, not a flock on the directory itself, which the runner
+    takes while configuring) held for the whole build. Siblings of the same FILE whose lock
+    nobody holds were left by a killed build (SIGKILL runs no cleanup, HAZARDS 114): removed
+    first, so the same command run again leaves nothing behind. The store's ``clean`` cannot
+    know this directory."""
+    import glob
+
+    from rootstrap.errors import ImageBusy
+    from rootstrap.linux.inroot import remove_tree
+
+    parent = output.resolve().parent
+    prefix = f".#{output.name}."
+    for stale in sorted(parent.glob(glob.escape(prefix) + "*")):
+        if not stale.is_dir() or stale.is_symlink():
+            continue
+        try:
+            with _build_lock(stale):
+                remove_tree(stale)
+            log.info("removed %s, left by a killed build of %s", stale, output)
+        except ImageBusy:
+            continue  # a build of the same FILE in progress
+    root = Path(_mkdtemp(parent, prefix))
+    held = _build_lock(root)
+    ctx.on_exit(held.release)
+    return root
+
+
+def _build_lock(path: Path) -> ImageLock:
+    from rootstrap.linux.locks import lock_name
+
+    st = path.lstat()
+    return lock_name(f"build-{st.st_dev}:{st.st_ino}")
 
 
 def _mkdtemp(parent: Path, prefix: str) -> str:
