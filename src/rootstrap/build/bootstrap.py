@@ -45,6 +45,7 @@ from rootstrap.errors import (
 )
 from rootstrap.linux import interrupts
 from rootstrap.linux.arch import host_arch
+from rootstrap.rules import check_machine_name
 
 if TYPE_CHECKING:
     from rootstrap.archive import Archive
@@ -165,6 +166,9 @@ def check(ctx: Context) -> None:
             raise UsageError("file already exists", subject=str(opts.output), hint="remove it")
         if not opts.output.absolute().parent.is_dir():
             raise UsageError("no such directory", subject=str(opts.output.absolute().parent))
+    # /etc/hostname and /etc/hosts get it (--hostname, else NAME): a hostname, as nspawn's
+    # Hostname= takes it (after the image name's own check, whose message is the clearer).
+    check_machine_name(_hostname(ctx), "hostname")
     ctx.mirrors = recipes.choose_mirrors(ctx.recipe, ctx.arch, list(opts.mirrors))
 
 

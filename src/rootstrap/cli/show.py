@@ -36,7 +36,7 @@ def effective(args: list[str], store: str) -> dict[str, object] | None:
     for a bad option, a missing image or a malformed settings file. Cost: a few stat(2), the
     settings file's parse, one registry read."""
     from rootstrap.cli.lean import _immutable, prepare
-    from rootstrap.rules import parse_boolean, parse_private_users
+    from rootstrap.rules import check_machine_name, parse_boolean, parse_private_users
     from rootstrap.runner import registry
 
     p = prepare(args, store, "show")
@@ -65,7 +65,7 @@ def effective(args: list[str], store: str) -> dict[str, object] | None:
         "Environment": list(ns.setenv),
         "User": ns.user or "",
         "WorkingDirectory": ns.chdir,
-        "Hostname": ns.hostname or p.machine,
+        "Hostname": check_machine_name(ns.hostname, "hostname") if ns.hostname else p.machine,
         "SystemCallFilter": list(ns.system_call_filter),
         "Capability": list(ns.capability),
         "DropCapability": list(ns.drop_capability),
