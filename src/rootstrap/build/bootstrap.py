@@ -44,7 +44,7 @@ from rootstrap.errors import (
     UsageError,
 )
 from rootstrap.linux import interrupts
-from rootstrap.linux.arch import host_arch
+from rootstrap.linux.arch import host_arch, qemu_name
 from rootstrap.rules import check_machine_name
 
 if TYPE_CHECKING:
@@ -173,10 +173,7 @@ def check(ctx: Context) -> None:
 
 
 def _binfmt_registered(arch: str) -> bool:
-    qemu = {"arm64": "aarch64", "armhf": "arm", "i386": "i386", "ppc64el": "ppc64le"}.get(
-        arch, arch
-    )
-    return Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu}").exists()
+    return Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu_name(arch)}").exists()
 
 
 def release(ctx: Context) -> None:
