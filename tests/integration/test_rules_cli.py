@@ -122,6 +122,8 @@ def _image_verbs(name: str, tar: Path, tree: Path) -> Iterator[tuple[str, ...]]:
     yield "rename", "--", name, "renamed"
     yield "import-tar", "--", str(tar), name
     yield "import-fs", "--", str(tree), name
+    if name:  # (an empty NAME is none: "an image name is needed")
+        yield "bootstrap", "bookworm", "--", name  # refused before any download
 
 
 @pytest.mark.hazard(67)
@@ -188,6 +190,9 @@ def test_accepted_image_names_work_in_every_verb(
             if verb == "import-fs" and not rules.is_hidden(name) and index % 3:
                 continue  # the same rule as import-tar's: a few names are enough
             done = cli(env, store, verb, "--", str(source), name)
+            if rules.is_hidden(name) and verb == "import-tar":  # the bootstrap's rule too
+                hidden = cli(env, store, "bootstrap", "bookworm", "--", name)
+                assert first(hidden) == first(done) and hidden.returncode == 2
             if rules.is_hidden(name):  # a new image from outside starts visible (importd)
                 assert first(done) == refusal(lambda: rules.check_image_name(name, hidden=False))
             else:
@@ -211,6 +216,10 @@ def _machine_verbs(name: str, accepted: bool) -> Iterator[tuple[tuple[str, ...],
         yield ("show", "bb", "-M", name), "machine name"
         yield ("boot", "bb", "-x", "-M", name), "machine name"  # -x: the runs share bb
         yield ("run", "bb", "--read-only", "--hostname", name, "hostname"), "hostname"
+        yield ("show", "bb", "--hostname", name), "hostname"
+        if not accepted:  # (an accepted one would start a download)
+            target = ("--target", "/nonexistent/rules-cli")
+            yield ("bootstrap", "bookworm", *target, f"--hostname={name}"), "hostname"
     if name.startswith("-"):  # an option to the verbs below
         return
     if not accepted:
@@ -247,6 +256,8 @@ def test_machine_names_through_every_verb(env: dict[str, str], store: Path) -> N
                 assert props(done)["Name"] == name
             else:
                 assert done.returncode == 0, (args, done.stderr)
+        elif "--hostname" in args and verb == "show":
+            assert props(done)["Hostname"] == name
         elif "--hostname" in args:
             assert done.stdout == f"{name}\n", (args, done.stderr)
         elif verb == "disable":

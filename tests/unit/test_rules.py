@@ -337,3 +337,14 @@ def test_the_lean_path_can_afford_the_rules() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "['rootstrap.paths', 'rootstrap.rules']"
+
+
+@pytest.mark.parametrize(
+    ("debian", "qemu"),
+    [("amd64", "x86_64"), ("arm64", "aarch64"), ("armhf", "arm"), ("armel", "arm"),
+     ("i386", "i386"), ("ppc64el", "ppc64le"), ("powerpc", "ppc"), ("s390x", "s390x"),
+     ("riscv64", "riscv64"), ("mips64el", "mips64el"), ("mipsel", "mipsel"),
+     ("loong64", "loongarch64")],
+)  # fmt: skip
+def test_qemu_binfmt_names(debian: str, qemu: str) -> None:
+    assert arch.qemu_name(debian) == qemu

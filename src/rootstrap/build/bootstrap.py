@@ -44,7 +44,8 @@ from rootstrap.errors import (
     UsageError,
 )
 from rootstrap.linux import interrupts
-from rootstrap.linux.arch import host_arch
+from rootstrap.linux.arch import host_arch, qemu_name
+from rootstrap.rules import check_machine_name
 
 if TYPE_CHECKING:
     from rootstrap.archive import Archive
@@ -166,14 +167,14 @@ def check(ctx: Context) -> None:
             raise UsageError("file already exists", subject=str(opts.output), hint="remove it")
         if not opts.output.absolute().parent.is_dir():
             raise UsageError("no such directory", subject=str(opts.output.absolute().parent))
+    # /etc/hostname and /etc/hosts get it (--hostname, else NAME): a hostname, as nspawn's
+    # Hostname= takes it (after the image name's own check, whose message is the clearer).
+    check_machine_name(_hostname(ctx), "hostname")
     ctx.mirrors = recipes.choose_mirrors(ctx.recipe, ctx.arch, list(opts.mirrors))
 
 
 def _binfmt_registered(arch: str) -> bool:
-    qemu = {"arm64": "aarch64", "armhf": "arm", "i386": "i386", "ppc64el": "ppc64le"}.get(
-        arch, arch
-    )
-    return Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu}").exists()
+    return Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu_name(arch)}").exists()
 
 
 def release(ctx: Context) -> None:

@@ -39,7 +39,7 @@ def effective(args: Parsed, store: str) -> dict[str, object]:
     image or a malformed settings file. Cost: a few stat(2), the settings file's parse, one
     registry read."""
     from rootstrap.cli.lean import _immutable, prepare
-    from rootstrap.rules import parse_boolean, parse_private_users
+    from rootstrap.rules import check_machine_name, parse_boolean, parse_private_users
     from rootstrap.runner import registry
 
     p = prepare(args, args.bare[0] if args.bare else None, args.rest, store, "show")
@@ -66,7 +66,7 @@ def effective(args: Parsed, store: str) -> dict[str, object]:
         "Environment": list(ns.setenv),
         "User": ns.user or "",
         "WorkingDirectory": ns.chdir,
-        "Hostname": ns.hostname or p.machine,
+        "Hostname": check_machine_name(ns.hostname, "hostname") if ns.hostname else p.machine,
         "SystemCallFilter": list(ns.system_call_filter),
         "Capability": list(ns.capability),
         "DropCapability": list(ns.drop_capability),

@@ -67,6 +67,25 @@ def from_uname(
     return machine
 
 
+# Debian -> the name qemu-user's binfmt handlers carry (/proc/sys/fs/binfmt_misc/qemu-NAME,
+# from qemu's scripts/qemu-binfmt-conf.sh); where the two agree the name is not listed.
+_QEMU = {
+    "amd64": "x86_64",
+    "arm64": "aarch64",
+    "armhf": "arm",
+    "armel": "arm",
+    "ppc64el": "ppc64le",
+    "powerpc": "ppc",
+    "loong64": "loongarch64",
+}
+
+
+def qemu_name(arch: str) -> str:
+    """The qemu-user name of the Debian architecture ARCH (``armhf`` -> ``arm``), as its
+    binfmt_misc handler is called: ``qemu-NAME``."""
+    return _QEMU.get(arch, arch)
+
+
 def _from_dpkg() -> str | None:
     import shutil
     import subprocess
