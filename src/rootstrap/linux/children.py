@@ -102,24 +102,39 @@ def tied(argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
     return [*wrapper, str(os.getpid()), *argv], None
 
 
-def resource_error(text: str, subject: str) -> ResourceError | None:
+def resource_error(
+    text: str,
+    subject: str,
+    *,
+    full_hint: str = "free some space",
+    quota_hint: str = "raise the quota",
+) -> ResourceError | None:
     """The ResourceError a tool's stderr TEXT means, if it reports a full disk or a quota."""
     if "No space left on device" in text:
-        return ResourceError("disk full", subject=subject, hint="free some space")
+        return ResourceError("disk full", subject=subject, hint=full_hint)
     if "Disk quota exceeded" in text:
-        return ResourceError("quota exceeded", subject=subject, hint="raise the quota")
+        return ResourceError("quota exceeded", subject=subject, hint=quota_hint)
     return None
 
 
 Failure = Callable[[list[str], int, str, str], Exception]
 
 
-def describe_failure(argv: list[str], returncode: int, stderr: str, subject: str) -> Exception:
-    """The default error for a tool that failed: disk full or quota as ResourceError, else
-    its last line of stderr, with the command to rerun as the hint."""
-    full = resource_error(stderr, subject)
-    if full is not None:
-        return full
+def describe_failure(
+    argv: list[str],
+    returncode: int,
+    stderr: str,
+    subject: str,
+    *,
+    error: type[RootstrapError] = RootstrapError,
+    full: Callable[[str, str], ResourceError | None] = resource_error,
+) -> Exception:
+    """The default error for a tool that failed: what FULL makes of a full disk or a quota
+    (ResourceError), else ERROR with its last line of stderr and the command to rerun as the
+    hint."""
+    resource = full(stderr, subject)
+    if resource is not None:
+        return resource
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if lines:
         last = lines[-1]
@@ -127,7 +142,7 @@ def describe_failure(argv: list[str], returncode: int, stderr: str, subject: str
         last = f"killed by signal {-returncode}"
     else:
         last = f"exit status {returncode}"
-    return RootstrapError(
+    return error(
         f"{os.path.basename(argv[0])} failed: {last}",
         subject=subject,
         hint=f"command: {shlex.join(argv)}",

@@ -11,8 +11,6 @@ left" and "Disk quota exceeded" become ResourceError (HAZARDS 109, 113) so the c
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
 from typing import IO
 
 from rootstrap.errors import ResourceError, StoreError
@@ -25,27 +23,19 @@ MISSING = "install coreutils and tar"
 
 
 def resource_error(text: str, subject: str) -> ResourceError | None:
-    """The ResourceError a tool's stderr TEXT means, if it reports a full disk or a quota."""
-    if "No space left on device" in text:
-        return ResourceError(
-            "disk full", subject=subject, hint="free space on the store's filesystem"
-        )
-    if "Disk quota exceeded" in text:
-        return ResourceError(
-            "quota exceeded", subject=subject, hint="raise the quota or remove images"
-        )
-    return None
+    """The ResourceError a tool's stderr TEXT means, with the store's hints."""
+    return children.resource_error(
+        text,
+        subject,
+        full_hint="free space on the store's filesystem",
+        quota_hint="raise the quota or remove images",
+    )
 
 
 def tool_error(argv: list[str], returncode: int, stderr: str, subject: str) -> Exception:
-    """Map a failed tool run to a clean error showing the command to rerun."""
-    full = resource_error(stderr, subject)
-    if full is not None:
-        return full
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else f"exit status {returncode}"
-    return StoreError(
-        f"{Path(argv[0]).name} failed: {last}", subject=subject, hint=f"command: {shlex.join(argv)}"
+    """A failed tool run as a clean StoreError (or ResourceError) showing the command."""
+    return children.describe_failure(
+        argv, returncode, stderr, subject, error=StoreError, full=resource_error
     )
 
 
